@@ -1,0 +1,45 @@
+# Thin front end. Every target creates or reuses .venv and installs what it needs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-fast check lint typecheck bench testbin clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	@echo "Serving samples/hello-http on http://127.0.0.1:8080"
+	@echo "  try:  curl -s http://127.0.0.1:8080/ -H 'content-type: application/json' -d '{\"name\": \"you\"}'"
+	@echo "  stop: Ctrl-C"
+	$(VENV)/bin/funcd run samples/hello-http --port 8080
+
+test: install testbin
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not e2e"
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+check: lint typecheck test
+
+bench: install
+	$(PY) bench/run.py
+
+testbin: install
+	$(PY) testbin/build.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

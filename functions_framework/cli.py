@@ -1,0 +1,194 @@
+"""The ``funcd`` command. The only module that reads os.environ, configures logging and exits."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from . import __version__
+from .context import FunctionContext, parse_context_text
+from .decorators import SIGNATURES
+from .errors import FunctionsFrameworkError
+from .loader import find_source, load_function
+from .logs import configure_logging
+from .runtime.http import HttpOptions
+from .runtime.serve import SERVERS, ServeOptions
+
+log = logging.getLogger("functions_framework.cli")
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _positive_int(name: str) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name}: expected a whole number, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{name}: expected 1 or more, got {value}")
+        return value
+
+    return parse
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"port: expected a number 0-65535, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port: expected a number 0-65535, got {value}")
+    return value
+
+
+def _seconds(name: str) -> Any:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name}: expected seconds, got {text!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{name}: expected 0 or more seconds, got {value:g}")
+        return value
+
+    return parse
+
+
+def _size(text: str) -> int:
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    t = text.strip().lower().removesuffix("b").removesuffix("i")
+    mult = units.get(t[-1:], 1)
+    digits = t[:-1] if t[-1:] in units else t
+    try:
+        value = int(float(digits) * mult)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"max-body: expected a size such as 1048576 or 32MiB, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"max-body: expected a positive size, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="funcd", description="Run Python functions on Kubernetes, Dapr and KEDA.")
+    parser.add_argument("--version", action="version", version=f"funcd {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    run = sub.add_parser("run", help="serve a function")
+    run.add_argument("path", nargs="?", help="a .py file, or a folder with main.py (and function.yaml)")
+    run.add_argument("--target", help="the function to serve (default: handler; env FUNCTION_TARGET)")
+    run.add_argument("--context", metavar="FILE", help="context JSON/YAML, or a Function resource YAML")
+    run.add_argument("--signature-type", choices=SIGNATURES, help="how the function is called (default: detected)")
+    run.add_argument("--host", help="address to listen on (default 127.0.0.1; env HOST)")
+    run.add_argument("--port", type=_port, help="HTTP port (default: the context's, else 8080; env PORT)")
+    run.add_argument("--workers", type=_positive_int("workers"), help="worker processes (default: cores)")
+    run.add_argument("--threads", type=_positive_int("threads"), default=4, help="threads per worker")
+    run.add_argument("--timeout", type=_seconds("timeout"), help="per-call timeout in seconds (default: none)")
+    run.add_argument("--grace", type=_seconds("grace"), default=30.0, help="drain period after SIGTERM")
+    run.add_argument("--max-body", type=_size, default=32 * 1024**2, help="largest request body (default 32MiB)")
+    run.add_argument("--health-path", default="/healthz", help="liveness path")
+    run.add_argument("--ready-path", default="/readyz", help="readiness path")
+    run.add_argument("--server", choices=SERVERS, default="granian", help="HTTP server")
+    run.add_argument("--debug", action="store_true", help="debug logs and error details in responses")
+
+    new = sub.add_parser("new", help="scaffold a function with a test")
+    new.add_argument("name", help="folder to create")
+    new.add_argument("--template", choices=("http",), default="http", help="what to scaffold")
+    return parser
+
+
+def load_context(args: argparse.Namespace, env: Mapping[str, str], context_file: Path | None) -> FunctionContext:
+    if args.context:
+        path = Path(args.context)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise UsageError(f"--context: cannot read {path}: {exc.strerror}") from None
+        return parse_context_text(text, str(path))
+    for var in ("FUNC_CONTEXT_V1BETA2", "FUNC_CONTEXT"):
+        if env.get(var):
+            return parse_context_text(env[var], f"${var}")
+    if context_file is not None:
+        return parse_context_text(context_file.read_text(), str(context_file))
+    return FunctionContext()
+
+
+def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    source = find_source(args.path or env.get("FUNCTION_SOURCE") or ("main.py" if Path("main.py").exists() else "."))
+    context = load_context(args, env, source.context_file)
+    configure_logging(context.name, logging.DEBUG if args.debug else logging.INFO)
+    target = args.target or env.get("FUNCTION_TARGET") or "handler"
+    signature = args.signature_type or env.get("FUNCTION_SIGNATURE_TYPE") or None
+    if signature is not None and signature not in SIGNATURES:
+        raise UsageError(f"FUNCTION_SIGNATURE_TYPE: expected one of {', '.join(SIGNATURES)}, got {signature!r}")
+    function = load_function(source.main, target, signature)
+    port = args.port if args.port is not None else (_port(env["PORT"]) if env.get("PORT") else None)
+    options = ServeOptions(
+        host=args.host or env.get("HOST") or "127.0.0.1",
+        port=port,
+        workers=args.workers or os.cpu_count() or 1,
+        threads=args.threads,
+        timeout=args.timeout or None,
+        grace=args.grace,
+        server=args.server,
+        http=HttpOptions(
+            max_body=args.max_body,
+            health_path=args.health_path,
+            ready_path=args.ready_path,
+            debug=args.debug,
+        ),
+    )
+    from .plugins import check_plugins
+    from .runtime.serve import serve
+
+    check_plugins(context)
+    return serve(function, context, options)
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from .scaffold import scaffold
+
+    created = scaffold(Path(args.name), args.template)
+    print(f"created {args.name}/: {', '.join(p.name for p in created)}")
+    print(f"  run it:   funcd run {args.name}")
+    print(f"  test it:  python -m pytest {args.name}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command == "run":
+            return cmd_run(args, os.environ)
+        if args.command == "new":
+            return cmd_new(args)
+        parser.print_help()
+        return 2
+    except UsageError as exc:
+        print(f"funcd: error: {exc}", file=sys.stderr)
+        return 2
+    except argparse.ArgumentTypeError as exc:
+        print(f"funcd: error: {exc}", file=sys.stderr)
+        return 2
+    except FunctionsFrameworkError as exc:
+        print(f"funcd: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""Event: one trigger-neutral shape for HTTP requests, CloudEvents, pub/sub messages and bindings.
+
+``event.data`` is decoded lazily from ``event.body`` by content type, so a handler that never
+reads it never pays for it, and one that reads malformed JSON gets ``EventDataError`` (400 over
+HTTP, DROP for async deliveries by default).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+from .errors import EventDataError
+
+_UNSET: Any = object()
+
+TRIGGER_KINDS = ("http", "pubsub", "binding")
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """What delivered the event."""
+
+    kind: str
+    """``http``, ``pubsub`` or ``binding``."""
+    name: str
+    """The input's name (``http`` for the HTTP trigger)."""
+
+
+HTTP_TRIGGER = Trigger("http", "http")
+
+
+def is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+def _charset(content_type: str) -> str:
+    for part in content_type.split(";")[1:]:
+        key, _, value = part.strip().partition("=")
+        if key.lower() == "charset" and value:
+            return value.strip('"')
+    return "utf-8"
+
+
+def decode_body(body: bytes, content_type: str) -> Any:
+    """JSON → Python objects, text → str, empty → None, anything else → the bytes."""
+    if not body:
+        return None
+    if is_json(content_type):
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            raise EventDataError(f"malformed JSON body ({content_type or 'no content type'}): {exc}") from None
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media.startswith("text/") or media in ("application/xml", "application/x-www-form-urlencoded"):
+        try:
+            return body.decode(_charset(content_type))
+        except (UnicodeDecodeError, LookupError) as exc:
+            raise EventDataError(f"body does not decode as {content_type}: {exc}") from None
+    return body
+
+
+class Event:
+    """One delivery to the function, whatever the trigger."""
+
+    __slots__ = (
+        "_data",
+        "_headers",
+        "_headers_factory",
+        "_query",
+        "binding",
+        "body",
+        "content_type",
+        "extensions",
+        "id",
+        "metadata",
+        "method",
+        "path",
+        "pubsub_name",
+        "query_string",
+        "source",
+        "specversion",
+        "subject",
+        "time",
+        "topic",
+        "trigger",
+        "type",
+    )
+
+    def __init__(
+        self,
+        *,
+        id: str = "",
+        source: str = "",
+        type: str = "",
+        subject: str = "",
+        time: str = "",
+        specversion: str = "",
+        content_type: str = "",
+        body: bytes = b"",
+        data: Any = _UNSET,
+        headers: Mapping[str, str] | None = None,
+        headers_factory: Callable[[], dict[str, str]] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        extensions: Mapping[str, Any] | None = None,
+        topic: str = "",
+        pubsub_name: str = "",
+        binding: str = "",
+        trigger: Trigger = HTTP_TRIGGER,
+        method: str = "",
+        path: str = "",
+        query_string: str = "",
+    ) -> None:
+        self.id = id
+        self.source = source
+        self.type = type
+        self.subject = subject
+        self.time = time
+        self.specversion = specversion
+        self.content_type = content_type
+        self.body = body
+        self._data = data
+        self._headers = dict(headers) if headers is not None else None
+        self._headers_factory = headers_factory
+        self._query: dict[str, list[str]] | None = None
+        self.metadata: Mapping[str, str] = metadata or {}
+        self.extensions: Mapping[str, Any] = extensions or {}
+        self.topic = topic
+        self.pubsub_name = pubsub_name
+        self.binding = binding
+        self.trigger = trigger
+        self.method = method
+        self.path = path
+        self.query_string = query_string
+
+    @property
+    def data(self) -> Any:
+        """The body decoded by content type: JSON → objects, text → str, other → bytes, empty → None."""
+        if self._data is _UNSET:
+            self._data = decode_body(self.body, self.content_type)
+        return self._data
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Transport headers with lower-case names."""
+        if self._headers is None:
+            self._headers = self._headers_factory() if self._headers_factory else {}
+        return self._headers
+
+    @property
+    def query(self) -> dict[str, list[str]]:
+        """The parsed query string: name → list of values."""
+        if self._query is None:
+            self._query = parse_qs(self.query_string, keep_blank_values=True)
+        return self._query
+
+    @property
+    def is_cloudevent(self) -> bool:
+        return bool(self.specversion)
+
+    def json(self) -> Any:
+        """The body parsed as JSON whatever the content type; raises ``EventDataError``."""
+        if not self.body:
+            return None
+        try:
+            return json.loads(self.body)
+        except ValueError as exc:
+            raise EventDataError(f"malformed JSON body: {exc}") from None
+
+    def text(self) -> str:
+        """The body decoded as text (charset from the content type, else UTF-8)."""
+        try:
+            return self.body.decode(_charset(self.content_type))
+        except (UnicodeDecodeError, LookupError) as exc:
+            raise EventDataError(f"body is not text in {_charset(self.content_type)}: {exc}") from None
+
+    def __repr__(self) -> str:
+        return (
+            f"Event(id={self.id!r}, trigger={self.trigger.kind}:{self.trigger.name}, "
+            f"type={self.type!r}, content_type={self.content_type!r}, {len(self.body)} bytes)"
+        )

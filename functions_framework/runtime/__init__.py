@@ -1,0 +1,1 @@
+"""Runtimes that deliver events to a function: HTTP, Dapr, or both."""

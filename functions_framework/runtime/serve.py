@@ -1,0 +1,181 @@
+"""Start the runtimes a function needs, handle signals, drain gracefully.
+
+On SIGTERM (or SIGINT): readiness turns 503 at once, requests in flight finish within the grace
+period, then the process exits 0. A second signal stops at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..context import FunctionContext
+from ..invocation import Invoker, run_coroutine
+from ..loader import LoadedFunction
+from ..plugins import load_plugins
+from ..runtime_context import RuntimeContext
+from .http import HttpApp, HttpOptions
+from .lifecycle import Lifecycle
+
+log = logging.getLogger("functions_framework.serve")
+
+SERVERS = ("granian", "wsgiref")
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """How to serve a function."""
+
+    host: str = "127.0.0.1"
+    """Address to listen on."""
+    port: int | None = None
+    """HTTP port; ``None`` takes the context's."""
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    """Worker processes sharing the port."""
+    threads: int = 4
+    """Handler threads per worker process."""
+    timeout: float | None = None
+    """Per-call timeout in seconds (504 over HTTP); ``None`` for no limit."""
+    grace: float = 30.0
+    """Seconds in-flight calls get to finish after SIGTERM."""
+    server: str = "granian"
+    """``granian`` (default) or ``wsgiref`` (pure-Python fallback, one process)."""
+    http: HttpOptions = field(default_factory=HttpOptions)
+    """HTTP runtime settings."""
+
+
+def build_http_app(
+    function: LoadedFunction, context: FunctionContext, options: ServeOptions, lifecycle: Lifecycle
+) -> HttpApp:
+    """Build one worker's app: plugins, ``init_context``, invoker. Runs in each worker process."""
+    hooks = load_plugins(context)
+    runtime_context = RuntimeContext(context)
+    run_init_context(function, runtime_context)
+    invoker = Invoker(function.handler, runtime_context, hooks, options.timeout)
+    return HttpApp(function, invoker, options.http, lifecycle)
+
+
+def run_init_context(function: LoadedFunction, runtime_context: RuntimeContext) -> None:
+    init = function.init_context
+    if init is None:
+        return
+    result = init(runtime_context)
+    if hasattr(result, "__await__"):
+        run_coroutine(result)
+
+
+def announce(context: FunctionContext, options: ServeOptions, port: int) -> None:
+    """Log the bound address; tests and tools read the port from this line."""
+    workers = 1 if options.server == "wsgiref" else options.workers
+    log.info("serving %r on http://%s:%d (%s, %d worker(s) x %d thread(s))",
+             context.name, options.host, port, options.server, workers, options.threads)
+
+
+def serve(function: LoadedFunction, context: FunctionContext, options: ServeOptions,
+          on_ready: Callable[[int], None] | None = None) -> int:
+    """Serve until stopped. Returns the process exit code."""
+    port = options.port if options.port is not None else (context.http_port or 8080)
+    lifecycle = Lifecycle()
+    if options.server == "wsgiref":
+        return _serve_wsgiref(function, context, options, lifecycle, port, on_ready)
+    return _serve_granian(function, context, options, lifecycle, port)
+
+
+def _serve_granian(function: LoadedFunction, context: FunctionContext, options: ServeOptions,
+                   lifecycle: Lifecycle, port: int) -> int:
+    from granian.constants import Interfaces
+    from granian.server.mp import MPServer
+
+    grace = options.grace
+
+    class Server(MPServer):  # type: ignore[misc]
+        draining = False
+
+        def signal_handler_interrupt(self, *args: Any, **kwargs: Any) -> None:
+            if self.draining:
+                log.warning("second signal: stopping now")
+                super().signal_handler_interrupt(*args, **kwargs)
+                return
+            self.draining = True
+            lifecycle.start_draining()
+            log.info("draining: readiness is 503; %d call(s) in flight; grace %.1fs", lifecycle.inflight, grace)
+            threading.Thread(target=self._drain, name="funcd-drain", daemon=True).start()
+
+        def _init_shared_socket(self) -> None:
+            super()._init_shared_socket()
+            bound = self._sso.getsockname()[1] if self._sso is not None else port
+            announce(context, options, int(bound))
+
+        def _drain(self) -> None:
+            if lifecycle.wait_idle(grace):
+                log.info("drained; stopping")
+            else:
+                log.warning("grace period of %.1fs over with %d call(s) in flight; stopping",
+                            grace, lifecycle.inflight)
+            MPServer.signal_handler_interrupt(self)
+
+    def loader(_target: str) -> Any:
+        return build_http_app(function, context, options, lifecycle)
+
+    server = Server(
+        target="funcd",
+        address=options.host,
+        port=port,
+        interface=Interfaces.WSGI,
+        workers=options.workers,
+        blocking_threads=options.threads,
+        backlog=2048,
+        log_enabled=False,
+        workers_kill_timeout=max(1, int(grace)),
+    )
+    try:
+        server.serve(target_loader=loader)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def _serve_wsgiref(function: LoadedFunction, context: FunctionContext, options: ServeOptions,
+                   lifecycle: Lifecycle, port: int, on_ready: Callable[[int], None] | None) -> int:
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    class ThreadingServer(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    app = build_http_app(function, context, options, lifecycle)
+    httpd = make_server(options.host, port, app, server_class=ThreadingServer, handler_class=QuietHandler)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if stopping.is_set():
+            os._exit(1)
+        stopping.set()
+        lifecycle.start_draining()
+
+        def drain() -> None:
+            lifecycle.wait_idle(options.grace)
+            httpd.shutdown()
+
+        threading.Thread(target=drain, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    bound = httpd.server_address[1]
+    announce(context, options, int(bound))
+    if on_ready:
+        on_ready(int(bound))
+    httpd.serve_forever(poll_interval=0.1)
+    httpd.server_close()
+    sys.stdout.flush()
+    return 0
