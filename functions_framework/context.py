@@ -304,7 +304,7 @@ def _components(r: _Reader, data: Any, path: str, output: bool, reader: Any) -> 
 
 def _require_topic(r: _Reader, comp: Component, path: str) -> None:
     if comp.kind == "pubsub" and not comp.topic:
-        r.fail(f"{path}.topic", "a topic name for a pub/sub component", comp.topic)
+        r.fail(f"{path}.topic", "a topic name for a pub/sub component", comp.topic or None)
 
 
 def _states(r: _Reader, data: Any, path: str) -> dict[str, StateStore]:

@@ -103,7 +103,7 @@ class BadCloudEvent(ValueError):
 
 
 def parse_cloudevent(environ: dict[str, Any], body: bytes, raw: bool = True) -> Any:
-    """Parse with the CloudEvents SDK. ``raw`` keeps binary-mode data as bytes."""
+    """Parse with the CloudEvents SDK. ``raw`` keeps binary-mode data as bytes (structured data is JSON)."""
     if environ.get("CONTENT_TYPE", "").startswith("application/cloudevents-batch+json"):
         raise BadCloudEvent("batched CloudEvents (application/cloudevents-batch+json) are not supported")
     from cloudevents.exceptions import GenericException
@@ -111,7 +111,7 @@ def parse_cloudevent(environ: dict[str, Any], body: bytes, raw: bool = True) -> 
 
     headers = environ_headers(environ)
     try:
-        if raw:
+        if raw and "HTTP_CE_SPECVERSION" in environ:
             return from_http(headers, body, data_unmarshaller=lambda b: b)
         return from_http(headers, body)
     except (GenericException, ValueError, TypeError) as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -93,6 +94,11 @@ def _serve_granian(function: LoadedFunction, context: FunctionContext, options: 
     from granian.server.mp import MPServer
 
     grace = options.grace
+    reservation = None
+    if port == 0:
+        # Workers bind the port each (SO_REUSEPORT): settle on one free port first, and hold it.
+        reservation = reserve_port(options.host)
+        port = reservation.getsockname()[1]
 
     class Server(MPServer):  # type: ignore[misc]
         draining = False
@@ -109,8 +115,7 @@ def _serve_granian(function: LoadedFunction, context: FunctionContext, options: 
 
         def _init_shared_socket(self) -> None:
             super()._init_shared_socket()
-            bound = self._sso.getsockname()[1] if self._sso is not None else port
-            announce(context, options, int(bound))
+            announce(context, options, port)
 
         def _drain(self) -> None:
             if lifecycle.wait_idle(grace):
@@ -138,7 +143,20 @@ def _serve_granian(function: LoadedFunction, context: FunctionContext, options: 
         server.serve(target_loader=loader)
     except SystemExit as exc:
         return int(exc.code or 0)
+    finally:
+        if reservation is not None:
+            reservation.close()
     return 0
+
+
+def reserve_port(host: str) -> socket.socket:
+    """A bound, non-listening SO_REUSEPORT socket on a free port; workers then bind the same port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, 0))
+    return sock
 
 
 def _serve_wsgiref(function: LoadedFunction, context: FunctionContext, options: ServeOptions,

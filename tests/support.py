@@ -1,0 +1,100 @@
+"""Test helpers: real funcd servers on ephemeral ports, stopped by PID."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+FUNCD = [sys.executable, "-m", "functions_framework.cli"]
+_LISTENING = re.compile(r"serving '.*' on http://([\d.]+):(\d+)")
+
+
+class Server:
+    """A ``funcd run`` subprocess. Its output lines are collected in ``lines``."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None, cwd: Path | None) -> None:
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.proc = subprocess.Popen(
+            [*FUNCD, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=full_env, cwd=cwd, text=True
+        )
+        self.lines: list[str] = []
+        self.port = 0
+        self._bound = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+            m = _LISTENING.search(line)
+            if m and not self._bound.is_set():
+                self.port = int(m.group(2))
+                self._bound.set()
+        self._bound.set()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def json_logs(self) -> list[dict]:
+        out = []
+        for line in self.lines:
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
+
+    def wait_ready(self, timeout: float = 30.0) -> Server:
+        deadline = time.monotonic() + timeout
+        self._bound.wait(timeout)
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"funcd exited with {self.proc.returncode}:\n{self.output}")
+            if self.port:
+                try:
+                    if requests.get(self.url + "/readyz", timeout=1).status_code == 200:
+                        return self
+                except requests.ConnectionError:
+                    pass
+            time.sleep(0.02)
+        raise AssertionError(f"funcd not ready within {timeout}s:\n{self.output}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"funcd did not stop within {timeout}s:\n{self.output}") from None
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+            timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([*FUNCD, *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout)
+
+
+def write_function(folder: Path, source: str, context: str | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "main.py").write_text(source)
+    if context is not None:
+        (folder / "function.yaml").write_text(context)
+    return folder
