@@ -75,7 +75,9 @@ def _size(text: str) -> int:
     try:
         value = int(float(digits) * mult)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"max-body: expected a size such as 1048576 or 32MiB, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"max-body: expected a size such as 1048576 or 32MiB, got {text!r}"
+        ) from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"max-body: expected a positive size, got {text!r}")
     return value
@@ -90,14 +92,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("path", nargs="?", help="a .py file, or a folder with main.py (and function.yaml)")
     run.add_argument("--target", help="the function to serve (default: handler; env FUNCTION_TARGET)")
     run.add_argument("--context", metavar="FILE", help="context JSON/YAML, or a Function resource YAML")
-    run.add_argument("--signature-type", choices=SIGNATURES, help="how the function is called (default: detected)")
+    run.add_argument(
+        "--signature-type", choices=SIGNATURES, help="how the function is called (default: detected)"
+    )
     run.add_argument("--host", help="address to listen on (default 127.0.0.1; env HOST)")
     run.add_argument("--port", type=_port, help="HTTP port (default: the context's, else 8080; env PORT)")
     run.add_argument("--workers", type=_positive_int("workers"), help="worker processes (default: cores)")
     run.add_argument("--threads", type=_positive_int("threads"), default=4, help="threads per worker")
-    run.add_argument("--timeout", type=_seconds("timeout"), help="per-call timeout in seconds (default: none)")
+    run.add_argument(
+        "--timeout", type=_seconds("timeout"), help="per-call timeout in seconds (default: none)"
+    )
     run.add_argument("--grace", type=_seconds("grace"), default=30.0, help="drain period after SIGTERM")
-    run.add_argument("--max-body", type=_size, default=32 * 1024**2, help="largest request body (default 32MiB)")
+    run.add_argument(
+        "--max-body", type=_size, default=32 * 1024**2, help="largest request body (default 32MiB)"
+    )
     run.add_argument("--health-path", default="/healthz", help="liveness path")
     run.add_argument("--ready-path", default="/readyz", help="readiness path")
     run.add_argument("--server", choices=SERVERS, default="granian", help="HTTP server")
@@ -109,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_context(args: argparse.Namespace, env: Mapping[str, str], context_file: Path | None) -> FunctionContext:
+def load_context(
+    args: argparse.Namespace, env: Mapping[str, str], context_file: Path | None
+) -> FunctionContext:
     if args.context:
         path = Path(args.context)
         try:
@@ -126,13 +136,17 @@ def load_context(args: argparse.Namespace, env: Mapping[str, str], context_file:
 
 
 def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    source = find_source(args.path or env.get("FUNCTION_SOURCE") or ("main.py" if Path("main.py").exists() else "."))
+    source = find_source(
+        args.path or env.get("FUNCTION_SOURCE") or ("main.py" if Path("main.py").exists() else ".")
+    )
     context = load_context(args, env, source.context_file)
     configure_logging(context.name, logging.DEBUG if args.debug else logging.INFO)
     target = args.target or env.get("FUNCTION_TARGET") or "handler"
     signature = args.signature_type or env.get("FUNCTION_SIGNATURE_TYPE") or None
     if signature is not None and signature not in SIGNATURES:
-        raise UsageError(f"FUNCTION_SIGNATURE_TYPE: expected one of {', '.join(SIGNATURES)}, got {signature!r}")
+        raise UsageError(
+            f"FUNCTION_SIGNATURE_TYPE: expected one of {', '.join(SIGNATURES)}, got {signature!r}"
+        )
     function = load_function(source.main, target, signature)
     port = args.port if args.port is not None else (_port(env["PORT"]) if env.get("PORT") else None)
     options = ServeOptions(

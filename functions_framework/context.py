@@ -353,9 +353,7 @@ def _tracing(r: _Reader, data: Any, path: str) -> Tracing | None:
     )
 
 
-def _dapr_trigger(
-    r: _Reader, item: Any, path: str, types: Mapping[str, str]
-) -> tuple[str, Component] | None:
+def _dapr_trigger(r: _Reader, item: Any, path: str, types: Mapping[str, str]) -> tuple[str, Component] | None:
     d = r.mapping(item, path)
     if not d:
         return None
@@ -378,7 +376,9 @@ def _dapr_trigger(
     return name, comp
 
 
-def _parse_v1beta2(r: _Reader, d: Mapping[str, Any], types: Mapping[str, str] | None = None) -> FunctionContext:
+def _parse_v1beta2(
+    r: _Reader, d: Mapping[str, Any], types: Mapping[str, str] | None = None
+) -> FunctionContext:
     types = types or {}
     triggers = r.mapping(d.get("triggers"), "triggers")
     http = triggers.get("http")
@@ -419,7 +419,9 @@ def _parse_v1beta2(r: _Reader, d: Mapping[str, Any], types: Mapping[str, str] | 
 def _add_unique(r: _Reader, into: dict[str, Component], item: tuple[str, Component], path: str) -> None:
     name, comp = item
     if name in into:
-        r.problems.append(f"{path}: expected a unique input name (set inputName), got a second input {name!r}")
+        r.problems.append(
+            f"{path}: expected a unique input name (set inputName), got a second input {name!r}"
+        )
         return
     into[name] = comp
 
@@ -446,10 +448,7 @@ def parse_context(data: Any, source: str = "function context") -> FunctionContex
     if not isinstance(data, Mapping):
         raise ContextError([f"(top level): expected an object, got {_show(data)}"], source)
     r = _Reader()
-    if detect_layout(data) == "v1beta1":
-        ctx = _parse_v1beta1(r, data)
-    else:
-        ctx = _parse_v1beta2(r, data)
+    ctx = _parse_v1beta1(r, data) if detect_layout(data) == "v1beta1" else _parse_v1beta2(r, data)
     if r.problems:
         raise ContextError(r.problems, source)
     return ctx
@@ -486,7 +485,9 @@ def parse_function_resource(data: Mapping[str, Any], source: str = "Function") -
     }
     outputs = {}
     for i, item in enumerate(r.sequence(serving.get("outputs"), "spec.serving.outputs")):
-        dapr = r.mapping(r.mapping(item, f"spec.serving.outputs[{i}]").get("dapr"), f"spec.serving.outputs[{i}].dapr")
+        dapr = r.mapping(
+            r.mapping(item, f"spec.serving.outputs[{i}]").get("dapr"), f"spec.serving.outputs[{i}].dapr"
+        )
         if not dapr:
             continue
         cname = dapr.get("name", "")
@@ -533,7 +534,8 @@ def dump_context(ctx: FunctionContext) -> dict[str, Any]:
         out["outputs"] = {n: _dump_component(c) for n, c in ctx.outputs.items()}
     if ctx.states:
         out["states"] = {
-            n: {"componentName": s.component_name, "componentType": s.component_type} for n, s in ctx.states.items()
+            n: {"componentName": s.component_name, "componentType": s.component_type}
+            for n, s in ctx.states.items()
         }
     if ctx.dapr_port != DEFAULT_DAPR_PORT:
         out["daprPort"] = ctx.dapr_port
@@ -548,7 +550,11 @@ def dump_context(ctx: FunctionContext) -> dict[str, Any]:
 
 def _dump_component(c: Component) -> dict[str, Any]:
     d: dict[str, Any] = {"componentName": c.component_name, "componentType": c.component_type}
-    for key, value in (("topic", c.topic), ("operation", c.operation), ("deadLetterTopic", c.dead_letter_topic)):
+    for key, value in (
+        ("topic", c.topic),
+        ("operation", c.operation),
+        ("deadLetterTopic", c.dead_letter_topic),
+    ):
         if value:
             d[key] = value
     if c.metadata:

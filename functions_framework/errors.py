@@ -1,16 +1,16 @@
 """Errors raised by functions_framework, and the signals a handler may raise.
 
-    FunctionsFrameworkError
-      ├── ContextError (ValueError)     the function context is invalid; lists every problem
-      ├── FunctionLoadError             the source or target cannot be loaded
-      ├── PluginLoadError               a hook names a plugin that is not installed or fails to build
-      ├── OutputError                   context.send() or context.state() failed
-      └── EventDataError (ValueError)   event.data does not decode as its content type says
+FunctionsFrameworkError
+  ├── ContextError (ValueError)     the function context is invalid; lists every problem
+  ├── FunctionLoadError             the source or target cannot be loaded
+  ├── PluginLoadError               a hook names a plugin that is not installed or fails to build
+  ├── OutputError                   context.send() or context.state() failed
+  └── EventDataError (ValueError)   event.data does not decode as its content type says
 
-    Raised by handlers to steer delivery:
-      Retry      async: ask Dapr to redeliver (RETRY); HTTP: 503
-      Drop       async: discard the event (DROP); HTTP: 422
-      HTTPError  HTTP: answer with this status and message
+Raised by handlers to steer delivery:
+  Retry      async: ask Dapr to redeliver (RETRY); HTTP: 503
+  Drop       async: discard the event (DROP); HTTP: 422
+  HTTPError  HTTP: answer with this status and message
 """
 
 from __future__ import annotations
@@ -46,11 +46,11 @@ class EventDataError(FunctionsFrameworkError, ValueError):
     """The event's body does not decode as its content type says."""
 
 
-class Retry(Exception):  # noqa: N818 - a signal, named for what it asks
+class Retry(Exception):
     """Raise from a handler to have the event delivered again."""
 
 
-class Drop(Exception):  # noqa: N818 - a signal, named for what it asks
+class Drop(Exception):
     """Raise from a handler to discard the event without retrying."""
 
 

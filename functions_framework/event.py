@@ -54,7 +54,9 @@ def decode_body(body: bytes, content_type: str) -> Any:
         try:
             return json.loads(body)
         except ValueError as exc:
-            raise EventDataError(f"malformed JSON body ({content_type or 'no content type'}): {exc}") from None
+            raise EventDataError(
+                f"malformed JSON body ({content_type or 'no content type'}): {exc}"
+            ) from None
     media = content_type.split(";", 1)[0].strip().lower()
     if media.startswith("text/") or media in ("application/xml", "application/x-www-form-urlencoded"):
         try:

@@ -144,7 +144,9 @@ class Invoker:
         self._executor: ThreadPoolExecutor | None = None
         self._has_hooks = bool(self.hooks.pre or self.hooks.post)
 
-    def invoke(self, event: Event, execution_id: str, call: Callable[[], Any] | None = None) -> tuple[Invocation, Outcome]:
+    def invoke(
+        self, event: Event, execution_id: str, call: Callable[[], Any] | None = None
+    ) -> tuple[Invocation, Outcome]:
         """Run one call. ``call`` overrides how the handler is called (e.g. with a Flask request)."""
         invocation = Invocation(self.context, event, execution_id)
         token = current_invocation.set(invocation)

@@ -51,7 +51,9 @@ def find_source(path: str | Path) -> FunctionSource:
         return FunctionSource(main.resolve(), ctx.resolve() if ctx else None)
     if p.is_file():
         if p.suffix != ".py":
-            raise FunctionLoadError(f"{p}: expected a Python file (.py) or a folder, got a {p.suffix or 'file'}")
+            raise FunctionLoadError(
+                f"{p}: expected a Python file (.py) or a folder, got a {p.suffix or 'file'}"
+            )
         ctx = next((p.parent / name for name in CONTEXT_FILES if (p.parent / name).is_file()), None)
         return FunctionSource(p.resolve(), ctx.resolve() if ctx else None)
     raise FunctionLoadError(f"{p}: expected a Python file or a folder with main.py, found nothing there")
@@ -84,14 +86,17 @@ def _guess_signature(func: Callable[..., Any]) -> str:
     return "http" if len(positional) == 1 else "event"
 
 
-def load_function(source: str | Path, target: str = "handler", signature: str | None = None) -> LoadedFunction:
+def load_function(
+    source: str | Path, target: str = "handler", signature: str | None = None
+) -> LoadedFunction:
     """Import ``source`` and return its ``target``. Raises ``FunctionLoadError`` saying what is there."""
     path = Path(source).resolve()
     module = _import(path)
     func = getattr(module, target, None)
     if func is None or not callable(func):
         callables = sorted(
-            n for n, v in vars(module).items()
+            n
+            for n, v in vars(module).items()
             if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == module.__name__
         )
         found = "nothing callable" if func is None else f"a {type(func).__name__}, not a function"

@@ -69,7 +69,10 @@ def load_plugins(context: FunctionContext, extra: dict[str, Any] | None = None) 
     if not names:
         return Hooks()
     available: dict[str, Any] = installed_plugins()
-    factories = {**{n: ep.load for n, ep in available.items()}, **{n: (lambda f=f: f) for n, f in (extra or {}).items()}}
+    factories = {
+        **{n: ep.load for n, ep in available.items()},
+        **{n: (lambda f=f: f) for n, f in (extra or {}).items()},
+    }
     missing = [n for n in names if n not in factories]
     if missing:
         known = ", ".join(sorted(factories)) or "none"
@@ -85,7 +88,9 @@ def load_plugins(context: FunctionContext, extra: dict[str, Any] | None = None) 
             raise PluginLoadError(f"plugin {name!r} failed to start: {type(exc).__name__}: {exc}") from exc
         for method in ("pre_hook", "post_hook"):
             if not callable(getattr(plugin, method, None)):
-                raise PluginLoadError(f"plugin {name!r}: expected a {method}() method, got {type(plugin).__name__}")
+                raise PluginLoadError(
+                    f"plugin {name!r}: expected a {method}() method, got {type(plugin).__name__}"
+                )
         if not getattr(plugin, "name", None):
             plugin.name = name
         built[name] = plugin

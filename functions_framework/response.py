@@ -57,7 +57,12 @@ def to_http(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
     headers: dict[str, str] = {}
     content_type: str | None = None
     if isinstance(result, Response):
-        status, headers, content_type, result = result.status, result.headers, result.content_type, result.body
+        status, headers, content_type, result = (
+            result.status,
+            result.headers,
+            result.content_type,
+            result.body,
+        )
     elif isinstance(result, tuple):
         if not 2 <= len(result) <= 3:
             raise TypeError(f"a tuple return: expected (body, status[, headers]), got {len(result)} items")

@@ -17,15 +17,15 @@ def handler(context, event):
     return {{"message": f"Hello, {{who}}!"}}
 '''
 
-FUNCTION_YAML = '''# The function's context (OpenFunction v1beta2 layout).
+FUNCTION_YAML = """# The function's context (OpenFunction v1beta2 layout).
 name: {name}
 version: v1
 triggers:
   http:
     port: 8080
-'''
+"""
 
-TEST = '''from pathlib import Path
+TEST = """from pathlib import Path
 
 from functions_framework import testing
 
@@ -41,14 +41,15 @@ def test_greets_by_name():
 def test_greets_the_world_by_default():
     result = testing.call(FUNCTION)
     assert result.json == {{"message": "Hello, world!"}}
-'''
+"""
 
-README = '''# {name}
+README = """# {name}
 
-Run it: `funcd run .` then `curl -s localhost:8080 -H 'content-type: application/json' -d '{{"name": "Ada"}}'`.
+Run it: `funcd run .`, then
+`curl -s localhost:8080 -H 'content-type: application/json' -d '{{"name": "Ada"}}'`.
 
 Test it: `python -m pytest`.
-'''
+"""
 
 
 def scaffold(folder: Path, template: str = "http") -> list[Path]:

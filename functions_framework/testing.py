@@ -1,10 +1,10 @@
 """Call a handler in a unit test, with no server, and see what it returned and sent.
 
-    from functions_framework import testing
+from functions_framework import testing
 
-    result = testing.call("path/to/function", data={"name": "Ada"})
-    assert result.status == 200 and result.json == {"message": "Hello, Ada!"}
-    assert result.sent == [("sink", {"seen": ...}, {})]
+result = testing.call("path/to/function", data={"name": "Ada"})
+assert result.status == 200 and result.json == {"message": "Hello, Ada!"}
+assert result.sent == [("sink", {"seen": ...}, {})]
 """
 
 from __future__ import annotations
@@ -143,14 +143,19 @@ def make_event(
     )
 
 
-def load(function: str | Path | Callable[..., Any], target: str = "handler") -> tuple[LoadedFunction, FunctionContext]:
+def load(
+    function: str | Path | Callable[..., Any], target: str = "handler"
+) -> tuple[LoadedFunction, FunctionContext]:
     """Load a function from a path (with its function.yaml) or wrap a callable."""
     if callable(function):
         signature = getattr(function, SIGNATURE_ATTR, None) or _guess_signature(function)
         return LoadedFunction(function, signature, None, Path("<callable>"), target), FunctionContext()
     source = find_source(function)
-    ctx = parse_context_text(source.context_file.read_text(), str(source.context_file)) if source.context_file \
+    ctx = (
+        parse_context_text(source.context_file.read_text(), str(source.context_file))
+        if source.context_file
         else FunctionContext()
+    )
     return load_function(source.main, target), ctx
 
 
@@ -197,7 +202,10 @@ def _signature_call(loaded: LoadedFunction, ev: Event) -> Callable[[], Any] | No
 
         def run_http() -> Any:
             with app.test_request_context(
-                ev.path, method=ev.method or "POST", data=ev.body, headers=dict(ev.headers),
+                ev.path,
+                method=ev.method or "POST",
+                data=ev.body,
+                headers=dict(ev.headers),
                 query_string=ev.query_string,
             ):
                 return flask.make_response(loaded.handler(flask.request))

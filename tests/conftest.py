@@ -15,8 +15,14 @@ def funcd() -> Iterator[Callable[..., Server]]:
     """Start ``funcd run ARGS`` on an ephemeral port and wait until it is ready."""
     started: list[Server] = []
 
-    def start(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, ready: bool = True,
-              port: str = "0", workers: str = "1") -> Server:
+    def start(
+        *args: str,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        ready: bool = True,
+        port: str = "0",
+        workers: str = "1",
+    ) -> Server:
         argv = ["run", *args]
         if "--port" not in args and port:
             argv += ["--port", port]

@@ -26,7 +26,12 @@ class Server:
     def __init__(self, args: list[str], env: dict[str, str] | None, cwd: Path | None) -> None:
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc = subprocess.Popen(
-            [*FUNCD, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=full_env, cwd=cwd, text=True
+            [*FUNCD, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=cwd,
+            text=True,
         )
         self.lines: list[str] = []
         self.port = 0
@@ -86,10 +91,13 @@ class Server:
             raise AssertionError(f"funcd did not stop within {timeout}s:\n{self.output}") from None
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-            timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([*FUNCD, *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout)
+    return subprocess.run(
+        [*FUNCD, *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout
+    )
 
 
 def write_function(folder: Path, source: str, context: str | None = None) -> Path:

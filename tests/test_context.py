@@ -21,19 +21,32 @@ V1BETA1 = {
     "port": "50055",
     "inputs": {
         "cron": {"uri": "cron_input", "componentName": "cron_input", "componentType": "bindings.cron"},
-        "orders": {"uri": "orders", "componentName": "msg", "componentType": "pubsub.redis",
-                   "metadata": {"rawPayload": "true"}},
+        "orders": {
+            "uri": "orders",
+            "componentName": "msg",
+            "componentType": "pubsub.redis",
+            "metadata": {"rawPayload": "true"},
+        },
     },
     "outputs": {
-        "sink": {"uri": "sink", "componentName": "sink", "componentType": "bindings.localstorage",
-                 "operation": "create", "metadata": {"fileName": "out.json"}},
+        "sink": {
+            "uri": "sink",
+            "componentName": "sink",
+            "componentType": "bindings.localstorage",
+            "operation": "create",
+            "metadata": {"fileName": "out.json"},
+        },
         "next": {"uri": "next-topic", "componentName": "msg", "componentType": "pubsub.redis"},
     },
     "states": {"counts": {"componentName": "statestore", "componentType": "state.redis"}},
     "prePlugins": ["duration", "plgB"],
     "postPlugins": ["plgB", "duration"],
-    "pluginsTracing": {"enabled": True, "provider": {"name": "skywalking", "oapServer": "oap:11800"},
-                       "tags": {"layer": "faas"}, "baggage": {"key": "sw8-correlation", "value": "base64"}},
+    "pluginsTracing": {
+        "enabled": True,
+        "provider": {"name": "skywalking", "oapServer": "oap:11800"},
+        "tags": {"layer": "faas"},
+        "baggage": {"key": "sw8-correlation", "value": "base64"},
+    },
 }
 
 V1BETA2 = {
@@ -47,16 +60,26 @@ V1BETA2 = {
         ],
     },
     "outputs": {
-        "sink": {"componentName": "sink", "componentType": "bindings.localstorage", "operation": "create",
-                 "metadata": {"fileName": "out.json"}},
+        "sink": {
+            "componentName": "sink",
+            "componentType": "bindings.localstorage",
+            "operation": "create",
+            "metadata": {"fileName": "out.json"},
+        },
         "next": {"componentName": "msg", "componentType": "pubsub.redis", "topic": "next-topic"},
     },
     "states": {"counts": {"componentName": "statestore", "componentType": "state.redis"}},
     "preHooks": ["duration"],
     "postHooks": ["duration"],
-    "tracing": {"enabled": True, "provider": {"name": "opentelemetry",
-                "exporter": {"name": "otlp", "endpoint": "localhost:4317", "protocol": "grpc"}},
-                "tags": {"team": "a"}, "baggage": {}},
+    "tracing": {
+        "enabled": True,
+        "provider": {
+            "name": "opentelemetry",
+            "exporter": {"name": "otlp", "endpoint": "localhost:4317", "protocol": "grpc"},
+        },
+        "tags": {"team": "a"},
+        "baggage": {},
+    },
 }
 
 
@@ -65,8 +88,9 @@ def test_v1beta1_layout():
     assert detect_layout(V1BETA1) == "v1beta1"
     assert ctx.name == "orders" and ctx.version == "v1.0.0"
     assert ctx.http_port is None and ctx.dapr_port == 50055
-    assert ctx.inputs["orders"] == Component("orders", "msg", "pubsub.redis", topic="orders",
-                                             metadata={"rawPayload": "true"})
+    assert ctx.inputs["orders"] == Component(
+        "orders", "msg", "pubsub.redis", topic="orders", metadata={"rawPayload": "true"}
+    )
     assert ctx.inputs["cron"].kind == "bindings" and ctx.inputs["cron"].topic == ""
     assert ctx.outputs["sink"].operation == "create"
     assert ctx.outputs["next"].topic == "next-topic"
@@ -99,7 +123,9 @@ def test_empty_context_is_an_http_function():
 
 
 def test_async_only_v1beta2_has_no_http():
-    ctx = parse_context({"name": "f", "triggers": {"dapr": [{"name": "p", "type": "pubsub.redis", "topic": "t"}]}})
+    ctx = parse_context(
+        {"name": "f", "triggers": {"dapr": [{"name": "p", "type": "pubsub.redis", "topic": "t"}]}}
+    )
     assert ctx.http_port is None and ctx.uses_dapr
 
 
@@ -117,20 +143,35 @@ def test_dump_is_pinned():
         "version": "v2.0.0",
         "triggers": {"http": {"port": 8081}},
         "inputs": {
-            "msg": {"componentName": "msg", "componentType": "pubsub.redis", "topic": "orders",
-                    "deadLetterTopic": "orders-dead"},
+            "msg": {
+                "componentName": "msg",
+                "componentType": "pubsub.redis",
+                "topic": "orders",
+                "deadLetterTopic": "orders-dead",
+            },
             "cron": {"componentName": "cron_input", "componentType": "bindings.cron"},
         },
         "outputs": {
-            "sink": {"componentName": "sink", "componentType": "bindings.localstorage", "operation": "create",
-                     "metadata": {"fileName": "out.json"}},
+            "sink": {
+                "componentName": "sink",
+                "componentType": "bindings.localstorage",
+                "operation": "create",
+                "metadata": {"fileName": "out.json"},
+            },
             "next": {"componentName": "msg", "componentType": "pubsub.redis", "topic": "next-topic"},
         },
         "states": {"counts": {"componentName": "statestore", "componentType": "state.redis"}},
         "preHooks": ["duration"],
         "postHooks": ["duration"],
-        "tracing": {"enabled": True, "provider": {"name": "opentelemetry", "exporter": {
-            "name": "otlp", "endpoint": "localhost:4317", "protocol": "grpc"}}, "tags": {"team": "a"}, "baggage": {}},
+        "tracing": {
+            "enabled": True,
+            "provider": {
+                "name": "opentelemetry",
+                "exporter": {"name": "otlp", "endpoint": "localhost:4317", "protocol": "grpc"},
+            },
+            "tags": {"team": "a"},
+            "baggage": {},
+        },
     }
 
 
@@ -139,8 +180,10 @@ def test_every_problem_is_listed_with_its_path():
         "name": "f",
         "runtime": "Lambda",
         "port": "eighty",
-        "inputs": {"orders": {"uri": "o", "componentName": "k", "componentType": "kafka"},
-                   "empty": {"uri": "x", "componentType": "pubsub.redis"}},
+        "inputs": {
+            "orders": {"uri": "o", "componentName": "k", "componentType": "kafka"},
+            "empty": {"uri": "x", "componentType": "pubsub.redis"},
+        },
         "prePlugins": ["ok", 3],
     }
     with pytest.raises(ContextError) as info:
@@ -158,7 +201,9 @@ def test_every_problem_is_listed_with_its_path():
 def test_pubsub_without_topic_is_an_error():
     with pytest.raises(ContextError) as info:
         parse_context({"triggers": {"dapr": [{"name": "msg", "type": "pubsub.redis"}]}})
-    assert info.value.problems == ["triggers.dapr[0].topic: expected a topic name for a pub/sub component, got nothing"]
+    assert info.value.problems == [
+        "triggers.dapr[0].topic: expected a topic name for a pub/sub component, got nothing"
+    ]
 
 
 def test_yaml_text_and_syntax_errors():

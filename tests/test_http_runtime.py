@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -10,7 +11,7 @@ import requests
 
 from tests.support import write_function
 
-FUNCTION = '''
+FUNCTION = """
 import asyncio, time
 import functions_framework as ff
 
@@ -35,9 +36,9 @@ def handler(context, event):
         return "logged"
     if p == "/headers": return {"x-custom": event.headers.get("x-custom"), "method": event.method}
     return {"path": p, "body_len": len(event.body)}
-'''
+"""
 
-ASYNC_FUNCTION = '''
+ASYNC_FUNCTION = """
 import asyncio
 
 async def init_context(context):
@@ -49,7 +50,7 @@ async def handler(context, event):
         await asyncio.sleep(5)
     await asyncio.sleep(0.01)
     return {"greeting": context.user_data.greeting}
-'''
+"""
 
 
 @pytest.fixture
@@ -104,7 +105,9 @@ def test_exception_is_a_json_500_without_traceback(server):
     assert "secret internals" not in r.text and "Traceback" not in r.text
     assert requests.get(server.url + "/str").text == "hi"
     logged = [rec for rec in server.json_logs() if rec.get("level") == "error"]
-    assert any("secret internals" in rec["message"] and "Traceback" in rec.get("exception", "") for rec in logged)
+    assert any(
+        "secret internals" in rec["message"] and "Traceback" in rec.get("exception", "") for rec in logged
+    )
 
 
 def test_debug_puts_the_traceback_in_the_response(funcd, tmp_path):
@@ -126,7 +129,9 @@ def test_malformed_json_the_handler_reads_is_a_400(server):
     r = requests.post(server.url + "/data", data=b"{nope", headers={"content-type": "application/json"})
     assert r.status_code == 400
     assert "malformed JSON body" in r.json()["error"]["message"]
-    ok = requests.post(server.url + "/ignore-body", data=b"{nope", headers={"content-type": "application/json"})
+    ok = requests.post(
+        server.url + "/ignore-body", data=b"{nope", headers={"content-type": "application/json"}
+    )
     assert ok.status_code == 200
     good = requests.post(server.url + "/data", json={"a": 1})
     assert good.json() == {"data": {"a": 1}}
@@ -138,13 +143,20 @@ def test_text_and_binary_data(server):
 
 
 def test_malformed_cloudevent_is_a_400(server):
-    r = requests.post(server.url + "/data", data=b"{}", headers={
-        "ce-specversion": "1.0", "content-type": "application/json"})  # no id, source, type
+    r = requests.post(
+        server.url + "/data",
+        data=b"{}",
+        headers={"ce-specversion": "1.0", "content-type": "application/json"},
+    )  # no id, source, type
     assert r.status_code == 400
     assert "malformed CloudEvent" in r.json()["error"]["message"]
-    r = requests.post(server.url + "/data", data=b"{not json", headers={"content-type": "application/cloudevents+json"})
+    r = requests.post(
+        server.url + "/data", data=b"{not json", headers={"content-type": "application/cloudevents+json"}
+    )
     assert r.status_code == 400
-    r = requests.post(server.url + "/data", data=b"[]", headers={"content-type": "application/cloudevents-batch+json"})
+    r = requests.post(
+        server.url + "/data", data=b"[]", headers={"content-type": "application/cloudevents-batch+json"}
+    )
     assert r.status_code == 400 and "batched" in r.json()["error"]["message"]
     assert requests.get(server.url + "/str").status_code == 200
 
@@ -217,8 +229,10 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(funcd, tmp_path):
     folder = write_function(tmp_path / "f", FUNCTION)
     server = funcd(str(folder), "--grace", "10", workers="2")
     results: list[requests.Response] = []
-    threads = [threading.Thread(target=lambda: results.append(requests.get(server.url + "/slow?s=1.5")))
-               for _ in range(3)]
+    threads = [
+        threading.Thread(target=lambda: results.append(requests.get(server.url + "/slow?s=1.5")))
+        for _ in range(3)
+    ]
     for t in threads:
         t.start()
     time.sleep(0.5)  # let the three requests reach the handler
@@ -244,11 +258,10 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(funcd, tmp_path):
 def test_grace_period_bounds_the_drain(funcd, tmp_path):
     folder = write_function(tmp_path / "f", FUNCTION)
     server = funcd(str(folder), "--grace", "1")
+
     def slow_call() -> None:
-        try:
+        with contextlib.suppress(requests.ConnectionError):  # the server stops before this call ends
             requests.get(server.url + "/slow?s=8")
-        except requests.ConnectionError:
-            pass  # the server stops before this call ends, as it should
 
     t = threading.Thread(target=slow_call, daemon=True)
     t.start()

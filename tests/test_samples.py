@@ -34,18 +34,33 @@ def test_json_echo_with_duration_plugin(funcd):
 
 def test_json_echo_cloudevent_binary_and_structured(funcd):
     server = funcd(str(SAMPLES / "json-echo"))
-    binary = requests.post(server.url, data=b'{"n": 1}', headers={
-        "ce-specversion": "1.0", "ce-id": "evt-1", "ce-type": "com.example.created", "ce-source": "/tests",
-        "content-type": "application/json",
-    })
+    binary = requests.post(
+        server.url,
+        data=b'{"n": 1}',
+        headers={
+            "ce-specversion": "1.0",
+            "ce-id": "evt-1",
+            "ce-type": "com.example.created",
+            "ce-source": "/tests",
+            "content-type": "application/json",
+        },
+    )
     assert binary.status_code == 200, binary.text
     assert binary.json()["id"] == "evt-1"
     assert binary.json()["type"] == "com.example.created"
     assert binary.json()["data"] == {"n": 1}
-    structured = requests.post(server.url, json={
-        "specversion": "1.0", "id": "evt-2", "type": "com.example.updated", "source": "/tests",
-        "datacontenttype": "application/json", "data": {"n": 2},
-    }, headers={"content-type": "application/cloudevents+json"})
+    structured = requests.post(
+        server.url,
+        json={
+            "specversion": "1.0",
+            "id": "evt-2",
+            "type": "com.example.updated",
+            "source": "/tests",
+            "datacontenttype": "application/json",
+            "data": {"n": 2},
+        },
+        headers={"content-type": "application/cloudevents+json"},
+    )
     assert structured.status_code == 200, structured.text
     assert structured.json()["id"] == "evt-2"
     assert structured.json()["source"] == "/tests"
@@ -63,7 +78,8 @@ def test_google_style_http_sample(funcd):
 
 
 def test_google_env_vars(funcd):
-    server = funcd(env={"FUNCTION_TARGET": "hello", "FUNCTION_SOURCE": str(SAMPLES / "gcf-http" / "main.py")},
-                   port="")
+    server = funcd(
+        env={"FUNCTION_TARGET": "hello", "FUNCTION_SOURCE": str(SAMPLES / "gcf-http" / "main.py")}, port=""
+    )
     # PORT is not set here, so --port comes from the fixture default path: check the env-var path separately
     assert requests.get(server.url + "/?name=Env").text == "Hello Env!"

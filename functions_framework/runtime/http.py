@@ -28,8 +28,14 @@ HTTP_TRIGGER = Trigger("http", "http")
 StartResponse = Callable[..., Any]
 
 _REASONS = {
-    200: "OK", 204: "No Content", 400: "Bad Request", 413: "Payload Too Large", 422: "Unprocessable Entity",
-    500: "Internal Server Error", 503: "Service Unavailable", 504: "Gateway Timeout",
+    200: "OK",
+    204: "No Content",
+    400: "Bad Request",
+    413: "Payload Too Large",
+    422: "Unprocessable Entity",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
 }
 
 
@@ -118,11 +124,26 @@ def parse_cloudevent(environ: dict[str, Any], body: bytes, raw: bool = True) -> 
         raise BadCloudEvent(f"malformed CloudEvent: {exc}") from None
 
 
-def cloudevent_to_event(ce: Any, environ: dict[str, Any], body: bytes, headers: dict[str, str]) -> Event:
+def cloudevent_to_event(
+    ce: Any, environ: dict[str, Any], body: bytes, headers: dict[str, str], decoded: bool = False
+) -> Event:
+    """An Event from an SDK CloudEvent. ``decoded``: binary-mode data was already decoded by the SDK."""
     attrs = dict(ce.get_attributes())
     structured = environ.get("CONTENT_TYPE", "").startswith("application/cloudevents+json")
-    known = {"id", "source", "type", "subject", "time", "specversion", "datacontenttype", "dataschema", "data"}
+    known = {
+        "id",
+        "source",
+        "type",
+        "subject",
+        "time",
+        "specversion",
+        "datacontenttype",
+        "dataschema",
+        "data",
+    }
     kwargs: dict[str, Any] = {}
+    if decoded and not structured:
+        kwargs["data"] = ce.get_data()
     if structured:
         data = ce.get_data()
         kwargs["data"] = data
@@ -201,7 +222,9 @@ def error_detail(outcome: Outcome, debug: bool) -> str | None:
 class HttpApp:
     """The WSGI application serving one function."""
 
-    def __init__(self, function: LoadedFunction, invoker: Invoker, options: HttpOptions, lifecycle: Lifecycle) -> None:
+    def __init__(
+        self, function: LoadedFunction, invoker: Invoker, options: HttpOptions, lifecycle: Lifecycle
+    ) -> None:
         self.function = function
         self.invoker = invoker
         self.options = options
@@ -225,8 +248,12 @@ class HttpApp:
             try:
                 body = read_body(environ, self.options.max_body)
             except BodyTooLarge as exc:
-                return self._error(start_response, 413, f"request body of {exc.args[0]} bytes exceeds the "
-                                   f"limit of {self.options.max_body} bytes", execution_id)
+                return self._error(
+                    start_response,
+                    413,
+                    f"request body of {exc.args[0]} bytes exceeds the limit of {self.options.max_body} bytes",
+                    execution_id,
+                )
             if self.function.signature == "cloudevent":
                 return self._cloudevent(environ, start_response, body, execution_id)
             try:
@@ -245,20 +272,33 @@ class HttpApp:
         start_response(status_line(status), headers)
         return [body]
 
-    def _error(self, start_response: StartResponse, status: int, message: str, execution_id: str,
-               detail: str | None = None) -> Iterable[bytes]:
+    def _error(
+        self,
+        start_response: StartResponse,
+        status: int,
+        message: str,
+        execution_id: str,
+        detail: str | None = None,
+    ) -> Iterable[bytes]:
         headers = [("Content-Type", "application/json"), (EXECUTION_ID_HEADER, execution_id)]
         return self._send(start_response, status, headers, error_body(status, message, execution_id, detail))
 
-    def _respond(self, start_response: StartResponse, invocation: Invocation, outcome: Outcome) -> Iterable[bytes]:
+    def _respond(
+        self, start_response: StartResponse, invocation: Invocation, outcome: Outcome
+    ) -> Iterable[bytes]:
         eid = invocation.execution_id
         if outcome.status is Status.SUCCESS:
             try:
                 status, headers, body = to_http(outcome.result)
             except TypeError as exc:
                 log.error("cannot send the handler's return value: %s", exc)
-                return self._error(start_response, 500, "the function returned a value that cannot be sent", eid,
-                                   str(exc) if self.options.debug else None)
+                return self._error(
+                    start_response,
+                    500,
+                    "the function returned a value that cannot be sent",
+                    eid,
+                    str(exc) if self.options.debug else None,
+                )
             headers.append((EXECUTION_ID_HEADER, eid))
             if invocation.response_headers:
                 headers.extend(invocation.response_headers.items())
@@ -266,27 +306,36 @@ class HttpApp:
         status, message = failure_status(outcome, self.options.debug)
         return self._error(start_response, status, message, eid, error_detail(outcome, self.options.debug))
 
-    def _cloudevent(self, environ: dict[str, Any], start_response: StartResponse, body: bytes,
-                    execution_id: str) -> Iterable[bytes]:
+    def _cloudevent(
+        self, environ: dict[str, Any], start_response: StartResponse, body: bytes, execution_id: str
+    ) -> Iterable[bytes]:
         try:
-            ce = parse_cloudevent(environ, body, raw=False)
             if not is_cloudevent(environ):
-                raise BadCloudEvent("expected a CloudEvent (ce-* headers or application/cloudevents+json), "
-                                    "got a plain HTTP request")
+                raise BadCloudEvent(
+                    "expected a CloudEvent (ce-* headers or application/cloudevents+json), "
+                    "got a plain HTTP request"
+                )
+            ce = parse_cloudevent(environ, body, raw=False)
         except BadCloudEvent as exc:
             return self._error(start_response, 400, str(exc), execution_id)
-        event = cloudevent_to_event(parse_cloudevent(environ, body), environ, body, environ_headers(environ))
+        event = cloudevent_to_event(ce, environ, body, environ_headers(environ), decoded=True)
         handler = self.function.handler
         invocation, outcome = self.invoker.invoke(event, execution_id, call=lambda: handler(ce))
         if outcome.ok:
             outcome.result = "OK"
         return self._respond(start_response, invocation, outcome)
 
-    def _flask(self, environ: dict[str, Any], start_response: StartResponse, execution_id: str) -> Iterable[bytes]:
+    def _flask(
+        self, environ: dict[str, Any], start_response: StartResponse, execution_id: str
+    ) -> Iterable[bytes]:
         length = environ.get("CONTENT_LENGTH")
         if length and length.isdigit() and int(length) > self.options.max_body:
-            return self._error(start_response, 413, f"request body of {length} bytes exceeds the limit of "
-                               f"{self.options.max_body} bytes", execution_id)
+            return self._error(
+                start_response,
+                413,
+                f"request body of {length} bytes exceeds the limit of {self.options.max_body} bytes",
+                execution_id,
+            )
         environ["funcd.execution_id"] = execution_id
         assert self.flask_app is not None
         return self.flask_app(environ, start_response)  # type: ignore[no-any-return]
@@ -315,7 +364,9 @@ def _flask_app(function: LoadedFunction, invoker: Invoker, options: HttpOptions)
             path=req.path,
             query_string=environ.get("QUERY_STRING", ""),
         )
-        invocation, outcome = invoker.invoke(event, eid, call=lambda: flask.make_response(handler(flask.request)))
+        invocation, outcome = invoker.invoke(
+            event, eid, call=lambda: flask.make_response(handler(flask.request))
+        )
         if outcome.ok:
             resp = outcome.result
         elif isinstance(outcome.error, HTTPException):

@@ -74,12 +74,23 @@ def run_init_context(function: LoadedFunction, runtime_context: RuntimeContext) 
 def announce(context: FunctionContext, options: ServeOptions, port: int) -> None:
     """Log the bound address; tests and tools read the port from this line."""
     workers = 1 if options.server == "wsgiref" else options.workers
-    log.info("serving %r on http://%s:%d (%s, %d worker(s) x %d thread(s))",
-             context.name, options.host, port, options.server, workers, options.threads)
+    log.info(
+        "serving %r on http://%s:%d (%s, %d worker(s) x %d thread(s))",
+        context.name,
+        options.host,
+        port,
+        options.server,
+        workers,
+        options.threads,
+    )
 
 
-def serve(function: LoadedFunction, context: FunctionContext, options: ServeOptions,
-          on_ready: Callable[[int], None] | None = None) -> int:
+def serve(
+    function: LoadedFunction,
+    context: FunctionContext,
+    options: ServeOptions,
+    on_ready: Callable[[int], None] | None = None,
+) -> int:
     """Serve until stopped. Returns the process exit code."""
     port = options.port if options.port is not None else (context.http_port or 8080)
     lifecycle = Lifecycle()
@@ -88,8 +99,9 @@ def serve(function: LoadedFunction, context: FunctionContext, options: ServeOpti
     return _serve_granian(function, context, options, lifecycle, port)
 
 
-def _serve_granian(function: LoadedFunction, context: FunctionContext, options: ServeOptions,
-                   lifecycle: Lifecycle, port: int) -> int:
+def _serve_granian(
+    function: LoadedFunction, context: FunctionContext, options: ServeOptions, lifecycle: Lifecycle, port: int
+) -> int:
     from granian.constants import Interfaces
     from granian.server.mp import MPServer
 
@@ -106,24 +118,29 @@ def _serve_granian(function: LoadedFunction, context: FunctionContext, options: 
         def signal_handler_interrupt(self, *args: Any, **kwargs: Any) -> None:
             if self.draining:
                 log.warning("second signal: stopping now")
-                super().signal_handler_interrupt(*args, **kwargs)
+                super().signal_handler_interrupt(*args, **kwargs)  # type: ignore[no-untyped-call]
                 return
             self.draining = True
             lifecycle.start_draining()
-            log.info("draining: readiness is 503; %d call(s) in flight; grace %.1fs", lifecycle.inflight, grace)
+            log.info(
+                "draining: readiness is 503; %d call(s) in flight; grace %.1fs", lifecycle.inflight, grace
+            )
             threading.Thread(target=self._drain, name="funcd-drain", daemon=True).start()
 
         def _init_shared_socket(self) -> None:
-            super()._init_shared_socket()
+            super()._init_shared_socket()  # type: ignore[no-untyped-call]
             announce(context, options, port)
 
         def _drain(self) -> None:
             if lifecycle.wait_idle(grace):
                 log.info("drained; stopping")
             else:
-                log.warning("grace period of %.1fs over with %d call(s) in flight; stopping",
-                            grace, lifecycle.inflight)
-            MPServer.signal_handler_interrupt(self)
+                log.warning(
+                    "grace period of %.1fs over with %d call(s) in flight; stopping",
+                    grace,
+                    lifecycle.inflight,
+                )
+            MPServer.signal_handler_interrupt(self)  # type: ignore[no-untyped-call,arg-type]
 
     def loader(_target: str) -> Any:
         return build_http_app(function, context, options, lifecycle)
@@ -159,8 +176,14 @@ def reserve_port(host: str) -> socket.socket:
     return sock
 
 
-def _serve_wsgiref(function: LoadedFunction, context: FunctionContext, options: ServeOptions,
-                   lifecycle: Lifecycle, port: int, on_ready: Callable[[int], None] | None) -> int:
+def _serve_wsgiref(
+    function: LoadedFunction,
+    context: FunctionContext,
+    options: ServeOptions,
+    lifecycle: Lifecycle,
+    port: int,
+    on_ready: Callable[[int], None] | None,
+) -> int:
     from socketserver import ThreadingMixIn
     from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
