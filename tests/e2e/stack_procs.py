@@ -6,7 +6,8 @@ tail of its log in the message.
 
 Errors::
 
-    StackError          a stack component failed to start, died, or missed its deadline
+    StackError          a stack component failed to start, died, or missed its deadline (or redis
+                        answered with an error)
 """
 
 from __future__ import annotations
@@ -83,9 +84,11 @@ class Proc:
         return f"{self.name} (pid {self.pid}, {state}), log {self.log_path}"
 
 
-def start(name: str, argv: Sequence[str], log_dir: Path, env: Mapping[str, str] | None = None,
+def start(name: str, argv: Sequence[str], log_dir: Path, env: Mapping[str, str | None] | None = None,
           cwd: Path | None = None) -> Proc:
-    """Start ``argv`` with output to ``<log_dir>/<name>.log`` (a new file per start)."""
+    """Start ``argv`` with output to ``<log_dir>/<name>.log`` (a new file per start).
+
+    ``env`` is laid over this process's environment; a value of None removes the variable."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     n = 1
@@ -93,7 +96,11 @@ def start(name: str, argv: Sequence[str], log_dir: Path, env: Mapping[str, str] 
         n += 1
         log_path = log_dir / f"{name}-{n}.log"
     full_env = dict(os.environ)
-    full_env.update(env or {})
+    for key, value in (env or {}).items():
+        if value is None:
+            full_env.pop(key, None)
+        else:
+            full_env[key] = value
     with log_path.open("wb") as log:
         log.write(f"$ {' '.join(argv)}\n".encode())
         log.flush()
@@ -166,43 +173,3 @@ class ProcGroup:
 
     def log_sections(self, lines: int = 40) -> list[tuple[str, str]]:
         return [(f"{p.name} log ({p.log_path})", p.log_tail(lines)) for p in self.procs]
-
-
-class Redis:
-    """A minimal RESP2 client, enough for tests to drive lists and streams (no redis-py needed)."""
-
-    def __init__(self, port: int, host: str = HOST) -> None:
-        self.host, self.port = host, port
-
-    def command(self, *args: str | bytes | int) -> Any:
-        with socket.create_connection((self.host, self.port), timeout=5) as sock:
-            sock.sendall(self._encode(args))
-            reader = sock.makefile("rb")
-            return self._read(reader)
-
-    @staticmethod
-    def _encode(args: Sequence[str | bytes | int]) -> bytes:
-        out = [f"*{len(args)}\r\n".encode()]
-        for arg in args:
-            data = arg if isinstance(arg, bytes) else str(arg).encode()
-            out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-        return b"".join(out)
-
-    def _read(self, reader: Any) -> Any:
-        line = reader.readline()
-        if not line:
-            raise StackError("redis closed the connection")
-        kind, rest = line[:1], line[1:-2]
-        if kind == b"+":
-            return rest.decode()
-        if kind == b"-":
-            raise StackError(f"redis error: {rest.decode()}")
-        if kind == b":":
-            return int(rest)
-        if kind == b"$":
-            size = int(rest)
-            return None if size < 0 else reader.read(size + 2)[:-2]
-        if kind == b"*":
-            size = int(rest)
-            return None if size < 0 else [self._read(reader) for _ in range(size)]
-        raise StackError(f"unexpected redis reply {line!r}")

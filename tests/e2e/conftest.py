@@ -1,0 +1,150 @@
+"""Fixtures for the real test stack: Redis, daprd, etcd + kube-apiserver + kubectl, KEDA, Jaeger.
+
+Every test under tests/e2e/ is marked ``e2e`` (``make test-fast`` leaves them out). Binaries come
+from the testbin cache (``make testbin``); a missing one fails the test and says how to build it.
+When a test fails, the tail of the log of every stack process it used is added to its report.
+
+Fixtures (scope, what they give):
+
+    redis_server    session   RedisServer: .port .address .url .pid .log_path .command(*args)
+    daprd           function  DaprdFactory: daprd(app_port, resources=..., config=..., app_protocol=...)
+                              -> Sidecar: .http_port .grpc_port .http_url .grpc_address .pid .log_path
+    kube_apiserver  session   KubeAPIServer: .url .kubeconfig .token .ca_file .version .pid .log_path
+    kubectl         session   Kubectl: kubectl(*args) -> CompletedProcess; .json(*args); .apply(obj)
+    k8s_namespace   function  a fresh namespace name, deleted afterwards
+    keda_operator   session   KedaOperator: .namespace .crds_dir .version .pid .log_path
+    jaeger          session   Jaeger: .otlp_http_url .otlp_grpc_endpoint .query_url .pid .log_path
+    testbin         session   the testbin.stack module (versions, binary paths, CRD directories)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tests.e2e.stack_dapr import DaprdFactory
+from tests.e2e.stack_jaeger import Jaeger, start_jaeger
+from tests.e2e.stack_kube import KedaOperator, KubeAPIServer, Kubectl, start_kube_apiserver, start_keda
+from tests.e2e.stack_redis import RedisServer, start_redis
+
+E2E_DIR = Path(__file__).resolve().parent
+REPO_ROOT = E2E_DIR.parents[1]
+
+
+def _load_testbin_stack() -> ModuleType:
+    name = "funcd_testbin_stack"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "testbin" / "stack.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_stack = _load_testbin_stack()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if E2E_DIR in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed or E2E_DIR not in Path(str(item.path)).resolve().parents:
+        return
+    for value in getattr(item, "funcargs", {}).values():
+        sections = getattr(value, "log_sections", None)
+        if callable(sections):
+            for title, text in sections():
+                report.sections.append((title, text))
+
+
+def require_binary(name: str) -> Path:
+    """The cached path of a stack binary; fails the test (never skips) if it is not built."""
+    try:
+        return Path(_stack.binary(name))
+    except _stack.MissingBinary as exc:
+        pytest.fail(f"{exc}\nThe end-to-end tests need the pinned test stack: run `make testbin`.",
+                    pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def testbin() -> ModuleType:
+    return _stack
+
+
+@pytest.fixture(scope="session")
+def stack_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("stack")
+
+
+@pytest.fixture(scope="session")
+def redis_server(stack_workdir: Path) -> Iterator[RedisServer]:
+    server = start_redis(require_binary("redis-server"), stack_workdir / "redis")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def _daprd_nr_dir(stack_workdir: Path) -> Path:
+    path = stack_workdir / "dapr-name-resolution"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def daprd(stack_workdir: Path, _daprd_nr_dir: Path) -> Iterator[DaprdFactory]:
+    factory = DaprdFactory(require_binary("daprd"), _stack.version("daprd"), stack_workdir / "daprd",
+                           _daprd_nr_dir)
+    yield factory
+    factory.stop_all()
+
+
+@pytest.fixture(scope="session")
+def kube_apiserver(stack_workdir: Path) -> Iterator[KubeAPIServer]:
+    etcd, apiserver = require_binary("etcd"), require_binary("kube-apiserver")
+    server = start_kube_apiserver(etcd, apiserver, _stack.version("kube-apiserver"), stack_workdir / "kube")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def kubectl(kube_apiserver: KubeAPIServer) -> Kubectl:
+    return Kubectl(require_binary("kubectl"), kube_apiserver.kubeconfig)
+
+
+@pytest.fixture
+def k8s_namespace(kubectl: Kubectl) -> Iterator[str]:
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    kubectl.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    yield name
+    # Without a controller-manager the namespace stays Terminating; that is harmless here.
+    kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def keda_operator(kube_apiserver: KubeAPIServer, kubectl: Kubectl, stack_workdir: Path) -> Iterator[KedaOperator]:
+    binary = require_binary("keda-operator")
+    operator = start_keda(binary, _stack.version("keda"), _stack.data_dir("keda", "crds"), kube_apiserver,
+                          kubectl, stack_workdir / "keda")
+    yield operator
+    operator.stop()
+
+
+@pytest.fixture(scope="session")
+def jaeger(stack_workdir: Path) -> Iterator[Jaeger]:
+    server = start_jaeger(require_binary("jaeger"), _stack.version("jaeger"), stack_workdir / "jaeger")
+    yield server
+    server.stop()
