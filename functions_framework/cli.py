@@ -16,6 +16,7 @@ from .decorators import SIGNATURES
 from .errors import FunctionsFrameworkError
 from .loader import find_source, load_function
 from .logs import configure_logging
+from .runtime.delivery import ACKS, AsyncOptions
 from .runtime.http import HttpOptions
 from .runtime.serve import SERVERS, ServeOptions
 
@@ -109,6 +110,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--health-path", default="/healthz", help="liveness path")
     run.add_argument("--ready-path", default="/readyz", help="readiness path")
     run.add_argument("--server", choices=SERVERS, default="granian", help="HTTP server")
+    run.add_argument(
+        "--app-protocol", choices=("grpc", "http"), help="how daprd calls the function (default grpc)"
+    )
+    run.add_argument(
+        "--dapr-port", type=_port, help="AppCallback gRPC port (default: the context's, else 50051)"
+    )
+    run.add_argument("--dapr-address", help="the sidecar's gRPC host:port (default: DAPR_GRPC_ENDPOINT/PORT)")
+    run.add_argument("--on-error", choices=ACKS, default="retry", help="ack when an async handler raises")
+    run.add_argument(
+        "--on-invalid", choices=ACKS, default="drop", help="ack for an event that does not decode"
+    )
     run.add_argument("--debug", action="store_true", help="debug logs and error details in responses")
 
     new = sub.add_parser("new", help="scaffold a function with a test")
@@ -133,6 +145,15 @@ def load_context(
     if context_file is not None:
         return parse_context_text(context_file.read_text(), str(context_file))
     return FunctionContext()
+
+
+def sidecar_address(env: Mapping[str, str]) -> str | None:
+    """The sidecar's gRPC address from Dapr's own environment variables, if any."""
+    if env.get("DAPR_GRPC_ENDPOINT"):
+        return env["DAPR_GRPC_ENDPOINT"].removeprefix("http://").removeprefix("dns:")
+    if env.get("DAPR_GRPC_PORT"):
+        return f"{env.get('DAPR_HOST_IP') or '127.0.0.1'}:{env['DAPR_GRPC_PORT']}"
+    return None
 
 
 def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -163,6 +184,15 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             ready_path=args.ready_path,
             debug=args.debug,
         ),
+        dapr=AsyncOptions(
+            app_protocol=args.app_protocol or context.app_protocol,
+            on_error=args.on_error,
+            on_invalid=args.on_invalid,
+            max_body=args.max_body,
+            app_token=env.get("APP_API_TOKEN") or None,
+        ),
+        dapr_port=args.dapr_port,
+        dapr_address=args.dapr_address or sidecar_address(env),
     )
     from .plugins import check_plugins
     from .runtime.serve import serve

@@ -28,6 +28,7 @@ from .errors import ContextError
 DEFAULT_HTTP_PORT = 8080
 DEFAULT_DAPR_PORT = 50051
 TRACING_PROVIDERS = ("opentelemetry", "skywalking")
+APP_PROTOCOLS = ("grpc", "http")
 
 Kind = Literal["pubsub", "bindings"]
 
@@ -117,6 +118,8 @@ class FunctionContext:
     """Port of the HTTP trigger; ``None`` when the function has no HTTP trigger."""
     dapr_port: int = DEFAULT_DAPR_PORT
     """Port of the Dapr AppCallback server (async inputs)."""
+    app_protocol: str = "grpc"
+    """How daprd calls the function: ``grpc`` (AppCallback on ``dapr_port``) or ``http`` (on the HTTP port)."""
     inputs: Mapping[str, Component] = field(default_factory=dict)
     """Async triggers: pub/sub topics and input bindings, by name."""
     outputs: Mapping[str, Component] = field(default_factory=dict)
@@ -402,7 +405,11 @@ def _parse_v1beta2(
     if not http_port and http is None and not inputs and "triggers" not in d:
         http_port = DEFAULT_HTTP_PORT
     dapr_port = r.port(d.get("daprPort", DEFAULT_DAPR_PORT), "daprPort") or DEFAULT_DAPR_PORT
+    app_protocol = d.get("appProtocol", "grpc")
+    if app_protocol not in APP_PROTOCOLS:
+        r.fail("appProtocol", " or ".join(repr(p) for p in APP_PROTOCOLS), app_protocol)
     return FunctionContext(
+        app_protocol=str(app_protocol),
         name=r.string(d, "name", "") or "function",
         version=r.string(d, "version", ""),
         http_port=http_port,
@@ -431,7 +438,7 @@ def _add_unique(r: _Reader, into: dict[str, Component], item: tuple[str, Compone
 
 def detect_layout(data: Mapping[str, Any]) -> Literal["v1beta1", "v1beta2"]:
     """Tell OpenFunction's two context layouts apart by their distinctive keys."""
-    v1beta2_keys = {"triggers", "preHooks", "postHooks", "tracing", "daprPort"}
+    v1beta2_keys = {"triggers", "preHooks", "postHooks", "tracing", "daprPort", "appProtocol"}
     v1beta1_keys = {"runtime", "port", "prePlugins", "postPlugins", "pluginsTracing"}
     if v1beta2_keys & data.keys():
         return "v1beta2"
@@ -514,6 +521,9 @@ def parse_function_resource(data: Mapping[str, Any], source: str = "Function") -
         ctx_data["postHooks"] = hooks["post"]
     if serving.get("tracing") is not None:
         ctx_data["tracing"] = serving["tracing"]
+    annotations = r.mapping(serving.get("annotations"), "spec.serving.annotations")
+    if annotations.get("dapr.io/app-protocol"):
+        ctx_data["appProtocol"] = annotations["dapr.io/app-protocol"]
     r2 = _Reader()
     ctx = _parse_v1beta2(r2, ctx_data, types)
     problems = r.problems + [f"spec.serving.{p}" for p in r2.problems]
@@ -539,6 +549,8 @@ def dump_context(ctx: FunctionContext) -> dict[str, Any]:
         }
     if ctx.dapr_port != DEFAULT_DAPR_PORT:
         out["daprPort"] = ctx.dapr_port
+    if ctx.app_protocol != "grpc":
+        out["appProtocol"] = ctx.app_protocol
     if ctx.pre_hooks:
         out["preHooks"] = list(ctx.pre_hooks)
     if ctx.post_hooks:

@@ -25,7 +25,9 @@ class Outputs(Protocol):
 class RuntimeContext:
     """What a handler sees of the function it runs in. One per worker process."""
 
-    def __init__(self, function: FunctionContext, outputs: Outputs | None = None) -> None:
+    def __init__(
+        self, function: FunctionContext, outputs: Outputs | None = None, dapr_address: str | None = None
+    ) -> None:
         self.function = function
         """The parsed FunctionContext."""
         self.user_data = SimpleNamespace()
@@ -33,6 +35,7 @@ class RuntimeContext:
         self.logger = logging.getLogger(f"function.{function.name}")
         """A logger whose records carry the function name, execution id and trace id."""
         self._outputs = outputs
+        self._dapr_address = dapr_address
 
     @property
     def function_name(self) -> str:
@@ -52,7 +55,7 @@ class RuntimeContext:
                 )
             from .outputs import DaprOutputs
 
-            self._outputs = DaprOutputs(self.function)
+            self._outputs = DaprOutputs(self.function, self._dapr_address)
         return self._outputs
 
     def send(self, data: Any, output: str | None = None, metadata: dict[str, str] | None = None) -> list[Any]:

@@ -10,7 +10,7 @@ import logging
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import HTTPError
 from ..event import Event, Trigger
@@ -18,6 +18,9 @@ from ..invocation import Invocation, Invoker, Outcome, Status, new_execution_id
 from ..loader import LoadedFunction
 from ..response import to_http
 from .lifecycle import Lifecycle
+
+if TYPE_CHECKING:
+    from .dapr_http import DaprHttpRoutes
 
 log = logging.getLogger("functions_framework.http")
 
@@ -223,12 +226,22 @@ class HttpApp:
     """The WSGI application serving one function."""
 
     def __init__(
-        self, function: LoadedFunction, invoker: Invoker, options: HttpOptions, lifecycle: Lifecycle
+        self,
+        function: LoadedFunction,
+        invoker: Invoker,
+        options: HttpOptions,
+        lifecycle: Lifecycle,
+        dapr_routes: DaprHttpRoutes | None = None,
+        serve_function: bool = True,
     ) -> None:
         self.function = function
         self.invoker = invoker
         self.options = options
         self.lifecycle = lifecycle
+        self.dapr_routes = dapr_routes
+        """Routes of the Dapr HTTP app protocol, when the function has inputs and uses it."""
+        self.serve_function = serve_function
+        """False for a function without an HTTP trigger: only health and Dapr routes answer."""
         self.flask_app = _flask_app(function, invoker, options) if function.signature == "http" else None
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -239,6 +252,10 @@ class HttpApp:
             if self.lifecycle.draining:
                 return self._send(start_response, 503, [("Content-Type", "text/plain")], b"draining")
             return self._send(start_response, 200, [("Content-Type", "text/plain")], b"ready")
+        if self.dapr_routes is not None and self.dapr_routes.owns(path):
+            return self._dapr(environ, start_response)
+        if not self.serve_function:
+            return self._error(start_response, 404, "this function has no HTTP trigger", "")
         lifecycle = self.lifecycle
         lifecycle.enter()
         try:
@@ -264,6 +281,15 @@ class HttpApp:
             return self._respond(start_response, invocation, outcome)
         finally:
             lifecycle.leave()
+
+    def _dapr(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        assert self.dapr_routes is not None
+        try:
+            body = read_body(environ, self.options.max_body)
+        except BodyTooLarge as exc:
+            return self._error(start_response, 413, f"event of {exc.args[0]} bytes exceeds the limit", "")
+        status, headers, reply = self.dapr_routes.handle(environ, body, environ_headers(environ))
+        return self._send(start_response, status, headers, reply)
 
     def _send(
         self, start_response: StartResponse, status: int, headers: list[tuple[str, str]], body: bytes

@@ -21,6 +21,7 @@ from ..invocation import Invoker, run_coroutine
 from ..loader import LoadedFunction
 from ..plugins import load_plugins
 from ..runtime_context import RuntimeContext
+from .delivery import AsyncOptions, Router
 from .http import HttpApp, HttpOptions
 from .lifecycle import Lifecycle
 
@@ -49,17 +50,41 @@ class ServeOptions:
     """``granian`` (default) or ``wsgiref`` (pure-Python fallback, one process)."""
     http: HttpOptions = field(default_factory=HttpOptions)
     """HTTP runtime settings."""
+    dapr: AsyncOptions = field(default_factory=AsyncOptions)
+    """Dapr runtime settings."""
+    dapr_port: int | None = None
+    """AppCallback gRPC port; ``None`` takes the context's."""
+    dapr_address: str | None = None
+    """The sidecar's gRPC address for outputs and state (``host:port``); ``None``: the SDK's defaults."""
 
 
-def build_http_app(
-    function: LoadedFunction, context: FunctionContext, options: ServeOptions, lifecycle: Lifecycle
+def build_worker(
+    function: LoadedFunction,
+    context: FunctionContext,
+    options: ServeOptions,
+    lifecycle: Lifecycle,
+    dapr_port: int,
 ) -> HttpApp:
-    """Build one worker's app: plugins, ``init_context``, invoker. Runs in each worker process."""
+    """Build one worker: plugins, ``init_context``, invoker, and the runtimes the context asks for.
+
+    Runs in each worker process, after the fork.
+    """
     hooks = load_plugins(context)
-    runtime_context = RuntimeContext(context)
+    runtime_context = RuntimeContext(context, dapr_address=options.dapr_address)
     run_init_context(function, runtime_context)
     invoker = Invoker(function.handler, runtime_context, hooks, options.timeout)
-    return HttpApp(function, invoker, options.http, lifecycle)
+    dapr_routes = None
+    if context.inputs:
+        router = Router(context, invoker, options.dapr, lifecycle)
+        if options.dapr.app_protocol == "http":
+            from .dapr_http import DaprHttpRoutes
+
+            dapr_routes = DaprHttpRoutes(router)
+        else:
+            from .dapr import start_appcallback
+
+            start_appcallback(router, options.host, dapr_port, options.threads)
+    return HttpApp(function, invoker, options.http, lifecycle, dapr_routes, serve_function=context.has_http)
 
 
 def run_init_context(function: LoadedFunction, runtime_context: RuntimeContext) -> None:
@@ -71,8 +96,8 @@ def run_init_context(function: LoadedFunction, runtime_context: RuntimeContext) 
         run_coroutine(result)
 
 
-def announce(context: FunctionContext, options: ServeOptions, port: int) -> None:
-    """Log the bound address; tests and tools read the port from this line."""
+def announce(context: FunctionContext, options: ServeOptions, port: int, dapr_port: int) -> None:
+    """Log the bound addresses; tests and tools read the ports from these lines."""
     workers = 1 if options.server == "wsgiref" else options.workers
     log.info(
         "serving %r on http://%s:%d (%s, %d worker(s) x %d thread(s))",
@@ -83,6 +108,12 @@ def announce(context: FunctionContext, options: ServeOptions, port: int) -> None
         workers,
         options.threads,
     )
+    if context.inputs:
+        protocol = options.dapr.app_protocol
+        where = (
+            f"grpc://{options.host}:{dapr_port}" if protocol == "grpc" else f"http://{options.host}:{port}"
+        )
+        log.info("serving Dapr app callbacks for %s on %s", ", ".join(context.inputs), where)
 
 
 def serve(
@@ -93,24 +124,37 @@ def serve(
 ) -> int:
     """Serve until stopped. Returns the process exit code."""
     port = options.port if options.port is not None else (context.http_port or 8080)
+    dapr_port = options.dapr_port if options.dapr_port is not None else context.dapr_port
     lifecycle = Lifecycle()
-    if options.server == "wsgiref":
-        return _serve_wsgiref(function, context, options, lifecycle, port, on_ready)
-    return _serve_granian(function, context, options, lifecycle, port)
+    reservations = []
+    if port == 0:
+        # Workers bind the ports each (SO_REUSEPORT): settle on free ports first, and hold them.
+        reservations.append(reserve_port(options.host))
+        port = reservations[-1].getsockname()[1]
+    if dapr_port == 0 and context.inputs and options.dapr.app_protocol == "grpc":
+        reservations.append(reserve_port(options.host))
+        dapr_port = reservations[-1].getsockname()[1]
+    try:
+        if options.server == "wsgiref":
+            return _serve_wsgiref(function, context, options, lifecycle, port, dapr_port, on_ready)
+        return _serve_granian(function, context, options, lifecycle, port, dapr_port)
+    finally:
+        for sock in reservations:
+            sock.close()
 
 
 def _serve_granian(
-    function: LoadedFunction, context: FunctionContext, options: ServeOptions, lifecycle: Lifecycle, port: int
+    function: LoadedFunction,
+    context: FunctionContext,
+    options: ServeOptions,
+    lifecycle: Lifecycle,
+    port: int,
+    dapr_port: int,
 ) -> int:
     from granian.constants import Interfaces
     from granian.server.mp import MPServer
 
     grace = options.grace
-    reservation = None
-    if port == 0:
-        # Workers bind the port each (SO_REUSEPORT): settle on one free port first, and hold it.
-        reservation = reserve_port(options.host)
-        port = reservation.getsockname()[1]
 
     class Server(MPServer):  # type: ignore[misc]
         draining = False
@@ -129,7 +173,7 @@ def _serve_granian(
 
         def _init_shared_socket(self) -> None:
             super()._init_shared_socket()  # type: ignore[no-untyped-call]
-            announce(context, options, port)
+            announce(context, options, port, dapr_port)
 
         def _drain(self) -> None:
             if lifecycle.wait_idle(grace):
@@ -143,7 +187,7 @@ def _serve_granian(
             MPServer.signal_handler_interrupt(self)  # type: ignore[no-untyped-call,arg-type]
 
     def loader(_target: str) -> Any:
-        return build_http_app(function, context, options, lifecycle)
+        return build_worker(function, context, options, lifecycle, dapr_port)
 
     server = Server(
         target="funcd",
@@ -160,9 +204,6 @@ def _serve_granian(
         server.serve(target_loader=loader)
     except SystemExit as exc:
         return int(exc.code or 0)
-    finally:
-        if reservation is not None:
-            reservation.close()
     return 0
 
 
@@ -182,6 +223,7 @@ def _serve_wsgiref(
     options: ServeOptions,
     lifecycle: Lifecycle,
     port: int,
+    dapr_port: int,
     on_ready: Callable[[int], None] | None,
 ) -> int:
     from socketserver import ThreadingMixIn
@@ -194,7 +236,7 @@ def _serve_wsgiref(
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    app = build_http_app(function, context, options, lifecycle)
+    app = build_worker(function, context, options, lifecycle, dapr_port)
     httpd = make_server(options.host, port, app, server_class=ThreadingServer, handler_class=QuietHandler)
     stopping = threading.Event()
 
@@ -213,7 +255,7 @@ def _serve_wsgiref(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     bound = httpd.server_address[1]
-    announce(context, options, int(bound))
+    announce(context, options, int(bound), dapr_port)
     if on_ready:
         on_ready(int(bound))
     httpd.serve_forever(poll_interval=0.1)

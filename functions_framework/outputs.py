@@ -1,0 +1,258 @@
+"""Dapr-backed ``context.send()`` and ``context.state()``.
+
+``DaprOutputs`` implements the ``Outputs`` protocol of ``runtime_context`` on the official Dapr SDK's
+gRPC ``DaprClient``. Its in-memory twin for tests is ``testing.RecordingOutputs``.
+
+The client is created on first use, so a function that never sends never waits for a sidecar. The
+SDK's constructor blocks until the sidecar answers ``GET {DAPR_HTTP_ENDPOINT or
+http://DAPR_RUNTIME_HOST:DAPR_HTTP_PORT}/v1.0/healthz/outbound`` (at most ``DAPR_HEALTH_TIMEOUT``
+seconds, 60 by default). One client is shared by every thread and closed by ``close()``. This module
+reads no environment variable itself: ``address`` ("127.0.0.1:50001") is passed explicitly, and when it
+is ``None`` the SDK's own settings apply (``DAPR_GRPC_ENDPOINT``, else
+``DAPR_RUNTIME_HOST:DAPR_GRPC_PORT``). The SDK also sends ``dapr-api-token`` when ``DAPR_API_TOKEN``
+is set.
+
+``send(data, output=None, metadata=None)`` goes to ``function.outputs[output]``, or to every output in
+order when ``output`` is ``None``; the first failure raises and later outputs are not tried. Per
+output it returns:
+
+* pub/sub (``component_type`` ``pubsub.*``): ``publish_event`` to ``component.topic``; returns ``None``;
+* binding: ``invoke_binding`` with ``component.operation`` (``create`` when empty); returns the
+  binding's response data as ``bytes`` (``b""`` when the binding answers nothing), undecoded.
+
+Data is serialized once: ``bytes``/``bytearray`` as is (``application/octet-stream``), ``str`` as UTF-8
+(``text/plain``), anything else as JSON (``application/json``). The content type goes with pub/sub
+messages; the binding API has no content-type field. Metadata is the component's metadata updated
+with the call's ``metadata``.
+
+``state(name)`` returns a ``DaprState`` for ``function.states[name]`` with the methods of
+``testing.MemoryState``. Values are saved as JSON unless they are bytes; ``get`` decodes JSON and
+returns bytes that are not JSON as they are, and returns ``default`` for a missing key (Dapr answers a
+missing key with empty data, so an empty stored value reads as missing too).
+
+Every failure raises ``OutputError`` (see ``errors``) naming the output or store, the component, the
+topic/operation or key, and the underlying error, which is chained as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .errors import OutputError
+
+if TYPE_CHECKING:
+    from dapr.clients import DaprClient
+
+    from .context import Component, FunctionContext, StateStore
+
+__all__ = ["DaprOutputs", "DaprState", "encode"]
+
+JSON = "application/json"
+TEXT = "text/plain"
+BINARY = "application/octet-stream"
+DEFAULT_OPERATION = "create"
+
+
+def encode(data: Any, where: str) -> tuple[bytes, str]:
+    """``data`` as (bytes, content type). ``where`` names the call in the error."""
+    if isinstance(data, (bytes, bytearray)):
+        return bytes(data), BINARY
+    if isinstance(data, str):
+        return data.encode("utf-8"), TEXT
+    try:
+        return json.dumps(data, allow_nan=False).encode("utf-8"), JSON
+    except (TypeError, ValueError) as exc:
+        raise OutputError(
+            f"{where}: expected bytes, str or a JSON-serializable value, got {type(data).__name__} ({exc})"
+        ) from exc
+
+
+def _describe(exc: BaseException) -> str:
+    """The gRPC status code and details of an RpcError, else the exception's type and text."""
+    code, details = getattr(exc, "code", None), getattr(exc, "details", None)
+    if callable(code) and callable(details):
+        try:
+            status = code()
+            return f"{getattr(status, 'name', status)}: {details()}"
+        except Exception:  # an RpcError that is not a call outcome
+            pass
+    return f"{type(exc).__name__}: {exc}"
+
+
+class DaprOutputs:
+    """``context.send`` / ``context.state`` through the Dapr sidecar's gRPC API."""
+
+    def __init__(self, function: FunctionContext, address: str | None = None) -> None:
+        self.function = function
+        """The FunctionContext whose ``outputs`` and ``states`` are used."""
+        self.address = address
+        """The sidecar's gRPC address, or ``None`` for the SDK's settings."""
+        self._client: DaprClient | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def client(self) -> DaprClient:
+        """The shared DaprClient, created on first use (waiting for the sidecar to be healthy)."""
+        client = self._client
+        if client is not None:
+            return client
+        with self._lock:
+            if self._closed:
+                raise OutputError(f"function {self.function.name!r}: Dapr outputs are closed")
+            if self._client is None:
+                from dapr.clients import DaprClient
+
+                where = self.address or "the address in DAPR_GRPC_ENDPOINT/DAPR_GRPC_PORT"
+                try:
+                    self._client = DaprClient(address=self.address)
+                except Exception as exc:  # sidecar health timeout, bad address
+                    raise OutputError(
+                        f"cannot connect to the Dapr sidecar at {where}: {_describe(exc)}"
+                    ) from exc
+            return self._client
+
+    def send(self, data: Any, output: str | None = None, metadata: dict[str, str] | None = None) -> list[Any]:
+        targets = self._targets(output)
+        where = f"send(output={output!r})" if output is not None else "send()"
+        body, content_type = encode(data, where)
+        return [self._send_one(component, body, content_type, metadata) for component in targets]
+
+    def _targets(self, output: str | None) -> list[Component]:
+        outputs = self.function.outputs
+        if output is None:
+            if not outputs:
+                raise OutputError("send() with no output name: the context defines no outputs")
+            return list(outputs.values())
+        if output not in outputs:
+            if not outputs:
+                raise OutputError(f"send(output={output!r}): the context defines no outputs")
+            raise OutputError(f"send(output={output!r}): expected one of {', '.join(outputs)}")
+        return [outputs[output]]
+
+    def _send_one(
+        self, component: Component, body: bytes, content_type: str, metadata: Mapping[str, str] | None
+    ) -> Any:
+        merged = {**component.metadata, **(metadata or {})}
+        operation = component.operation or DEFAULT_OPERATION
+        if component.kind == "pubsub":
+            action = f"publish to topic {component.topic!r} of pubsub {component.component_name!r}"
+        else:
+            action = f"invoke binding {component.component_name!r} operation {operation!r}"
+        client = self.client()
+        try:
+            if component.kind == "pubsub":
+                client.publish_event(
+                    pubsub_name=component.component_name,
+                    topic_name=component.topic,
+                    data=body,
+                    data_content_type=content_type,
+                    publish_metadata=merged,
+                )
+                return None
+            response = client.invoke_binding(
+                binding_name=component.component_name,
+                operation=operation,
+                data=body,
+                binding_metadata=merged,
+            )
+            return bytes(response.data)
+        except Exception as exc:
+            raise OutputError(f"send(output={component.name!r}): {action} failed: {_describe(exc)}") from exc
+
+    def state(self, name: str) -> DaprState:
+        states = self.function.states
+        if name not in states:
+            if not states:
+                raise OutputError(f"state({name!r}): the context defines no state stores")
+            raise OutputError(f"state({name!r}): expected one of {', '.join(states)}")
+        return DaprState(self, states[name])
+
+    def close(self) -> None:
+        """Close the client, if one was created. Later calls raise OutputError."""
+        with self._lock:
+            self._closed = True
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()  # type: ignore[no-untyped-call]
+
+
+class DaprState:
+    """One Dapr state store, with the methods of ``testing.MemoryState``."""
+
+    def __init__(self, outputs: DaprOutputs, store: StateStore) -> None:
+        self._outputs = outputs
+        self.store = store
+        """The StateStore from the FunctionContext."""
+
+    def _fail(self, op: str, exc: Exception) -> OutputError:
+        return OutputError(
+            f"state({self.store.name!r}).{op} on Dapr store {self.store.component_name!r} failed: "
+            f"{_describe(exc)}"
+        )
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value at ``key``, JSON-decoded when it is JSON; ``default`` when the key is absent."""
+        client = self._outputs.client()
+        try:
+            data = client.get_state(store_name=self.store.component_name, key=key).data
+        except Exception as exc:
+            raise self._fail(f"get({key!r})", exc) from exc
+        if not data:
+            return default
+        try:
+            return json.loads(data)
+        except ValueError:
+            return bytes(data)
+
+    def save(self, key: str, value: Any) -> None:
+        """Store ``value`` at ``key``: bytes as is, anything else as JSON."""
+        body = self._encode(value, f"save({key!r})")
+        client = self._outputs.client()
+        try:
+            client.save_state(store_name=self.store.component_name, key=key, value=body)
+        except Exception as exc:
+            raise self._fail(f"save({key!r})", exc) from exc
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; removing a missing key is not an error."""
+        client = self._outputs.client()
+        try:
+            client.delete_state(store_name=self.store.component_name, key=key)
+        except Exception as exc:
+            raise self._fail(f"delete({key!r})", exc) from exc
+
+    def transaction(self, upserts: Mapping[str, Any] | None = None, deletes: list[str] | None = None) -> None:
+        """Save ``upserts`` and delete ``deletes`` atomically (the store must support transactions)."""
+        from dapr.clients.grpc._request import TransactionalStateOperation, TransactionOperationType
+
+        keys = [*(upserts or {}), *(deletes or [])]
+        op = f"transaction(keys={keys!r})"
+        operations = [
+            TransactionalStateOperation(key=key, data=self._encode(value, op))
+            for key, value in (upserts or {}).items()
+        ]
+        operations += [
+            TransactionalStateOperation(key=key, operation_type=TransactionOperationType.delete)
+            for key in deletes or []
+        ]
+        if not operations:
+            return
+        client = self._outputs.client()
+        try:
+            client.execute_state_transaction(store_name=self.store.component_name, operations=operations)
+        except Exception as exc:
+            raise self._fail(op, exc) from exc
+
+    def _encode(self, value: Any, op: str) -> bytes:
+        if isinstance(value, (bytes, bytearray)):
+            return bytes(value)
+        try:
+            return json.dumps(value, allow_nan=False).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            raise OutputError(
+                f"state({self.store.name!r}).{op}: expected bytes or a JSON-serializable value, "
+                f"got {type(value).__name__} ({exc})"
+            ) from exc

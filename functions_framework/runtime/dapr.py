@@ -1,0 +1,191 @@
+"""The Dapr AppCallback gRPC server: subscriptions, input bindings, bulk deliveries, health.
+
+Served with the official AppCallback stubs from ``dapr[grpc]`` (``dapr.proto``). One server per worker
+process; the workers share the port through SO_REUSEPORT. Imported only inside worker processes, so
+that no gRPC state exists before they fork.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from concurrent import futures
+from typing import Any
+
+import grpc
+from dapr.proto import appcallback_service_v1, appcallback_v1
+
+from ..context import Component
+from .delivery import Ack, Router, binding_event, pubsub_event
+
+log = logging.getLogger("functions_framework.dapr")
+
+_STATUS = {
+    Ack.SUCCESS: appcallback_v1.TopicEventResponse.SUCCESS,
+    Ack.RETRY: appcallback_v1.TopicEventResponse.RETRY,
+    Ack.DROP: appcallback_v1.TopicEventResponse.DROP,
+}
+_RESPONSES = {ack: appcallback_v1.TopicEventResponse(status=status) for ack, status in _STATUS.items()}
+
+
+def _extensions(struct: Any) -> dict[str, Any]:
+    return {k: struct[k] for k in struct} if struct else {}
+
+
+class AppCallback(
+    appcallback_service_v1.AppCallbackServicer,  # type: ignore[misc]
+    appcallback_service_v1.AppCallbackAlphaServicer,  # type: ignore[misc]
+    appcallback_service_v1.AppCallbackHealthCheckServicer,  # type: ignore[misc]
+):
+    """Delivers topic and binding events to the router."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        subs = []
+        for comp in router.topics.values():
+            sub = appcallback_v1.TopicSubscription(
+                pubsub_name=comp.component_name, topic=comp.topic, metadata=dict(comp.metadata)
+            )
+            if comp.dead_letter_topic:
+                sub.dead_letter_topic = comp.dead_letter_topic
+            subs.append(sub)
+        self._subscriptions = appcallback_v1.ListTopicSubscriptionsResponse(subscriptions=subs)
+        self._bindings = appcallback_v1.ListInputBindingsResponse(bindings=list(router.bindings))
+
+    def ListTopicSubscriptions(self, request: Any, context: Any) -> Any:
+        return self._subscriptions
+
+    def ListInputBindings(self, request: Any, context: Any) -> Any:
+        return self._bindings
+
+    def OnInvoke(self, request: Any, context: Any) -> Any:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "service invocation is not served; use the HTTP trigger")
+
+    def OnTopicEvent(self, request: Any, context: Any) -> Any:
+        comp = self.router.topic_input(request.pubsub_name, request.topic)
+        if comp is None:
+            log.warning("no input subscribes to %s/%s; ack DROP", request.pubsub_name, request.topic)
+            return _RESPONSES[Ack.DROP]
+        event = pubsub_event(
+            comp,
+            id=request.id,
+            source=request.source,
+            type=request.type,
+            specversion=request.spec_version,
+            content_type=request.data_content_type,
+            body=request.data,
+            topic=request.topic,
+            pubsub_name=request.pubsub_name,
+            extensions=_extensions(request.extensions),
+            headers=lambda: dict(context.invocation_metadata()),
+        )
+        ack = self.router.deliver(
+            event, lambda: f"event {request.id!r} on {request.pubsub_name}/{request.topic}"
+        )
+        return _RESPONSES[ack]
+
+    def OnBulkTopicEvent(self, request: Any, context: Any) -> Any:
+        comp = self.router.topic_input(request.pubsub_name, request.topic)
+        statuses = []
+        for entry in request.entries:
+            ack = Ack.DROP if comp is None else self._bulk_entry(comp, request, entry, context)
+            statuses.append(
+                appcallback_v1.TopicEventBulkResponseEntry(entry_id=entry.entry_id, status=_STATUS[ack])
+            )
+        return appcallback_v1.TopicEventBulkResponse(statuses=statuses)
+
+    OnBulkTopicEventAlpha1 = OnBulkTopicEvent
+
+    def _bulk_entry(self, comp: Component, request: Any, entry: Any, context: Any) -> str:
+        if entry.HasField("cloud_event"):
+            ce = entry.cloud_event
+            event = pubsub_event(
+                comp,
+                id=ce.id,
+                source=ce.source,
+                type=ce.type,
+                specversion=ce.spec_version,
+                content_type=ce.data_content_type,
+                body=ce.data,
+                topic=request.topic,
+                pubsub_name=request.pubsub_name,
+                extensions=_extensions(ce.extensions),
+                headers=dict(entry.metadata),
+            )
+        else:
+            event = pubsub_event(
+                comp,
+                id=entry.entry_id,
+                source="",
+                type="",
+                specversion="",
+                content_type=entry.content_type,
+                body=entry.bytes,
+                topic=request.topic,
+                pubsub_name=request.pubsub_name,
+                extensions={},
+                headers=dict(entry.metadata),
+            )
+        return self.router.deliver(event, lambda: f"bulk entry {entry.entry_id!r} on {request.topic}")
+
+    def OnBindingEvent(self, request: Any, context: Any) -> Any:
+        comp = self.router.bindings.get(request.name)
+        if comp is None:
+            return context.abort(grpc.StatusCode.NOT_FOUND, f"no input binding named {request.name!r}")
+        event = binding_event(
+            comp, request.data, request.metadata, lambda: dict(context.invocation_metadata())
+        )
+        ack = self.router.deliver(event, lambda: f"binding event from {request.name!r}")
+        if ack == Ack.RETRY:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "the function asked for a retry")
+        return appcallback_v1.BindingEventResponse()
+
+    def OnJobEventAlpha1(self, request: Any, context: Any) -> Any:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "jobs are not served")
+
+    def HealthCheck(self, request: Any, context: Any) -> Any:
+        if self.router.lifecycle.draining:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "NOT_SERVING: draining")
+        return appcallback_v1.HealthCheckResponse()
+
+
+class TokenCheck(grpc.ServerInterceptor):  # type: ignore[misc]
+    """Refuses calls whose ``dapr-api-token`` does not match APP_API_TOKEN."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token.encode()
+
+        def deny(request: Any, context: Any) -> Any:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong dapr-api-token")
+
+        self._deny = grpc.unary_unary_rpc_method_handler(deny)
+
+    def intercept_service(self, continuation: Any, details: Any) -> Any:
+        for key, value in details.invocation_metadata:
+            if key == "dapr-api-token" and hmac.compare_digest(value.encode(), self.token):
+                return continuation(details)
+        return self._deny
+
+
+def start_appcallback(router: Router, host: str, port: int, threads: int) -> grpc.Server:
+    """Start the AppCallback server on ``host:port`` (shared by workers) and return it."""
+    limit = router.options.max_body + 1024 * 1024
+    interceptors = [TokenCheck(router.options.app_token)] if router.options.app_token else []
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="funcd-dapr"),
+        interceptors=interceptors,
+        options=[
+            ("grpc.so_reuseport", 1),
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+        ],
+    )
+    servicer = AppCallback(router)
+    appcallback_service_v1.add_AppCallbackServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    appcallback_service_v1.add_AppCallbackAlphaServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    appcallback_service_v1.add_AppCallbackHealthCheckServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot listen for Dapr on {host}:{port}")
+    server.start()
+    return server

@@ -1,0 +1,141 @@
+"""The Dapr HTTP app protocol, served by the same WSGI app as the HTTP trigger.
+
+``GET /dapr/subscribe`` lists subscriptions; daprd POSTs each topic's events to
+``/dapr/topics/<input>`` and answers ``{"status": "SUCCESS" | "RETRY" | "DROP"}``. Input bindings
+are served on ``/<binding name>`` and ``/dapr/bindings/<binding name>`` (``OPTIONS`` for discovery).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+from typing import Any
+
+from ..event import Event
+from .delivery import Ack, Router, binding_event, log, pubsub_event
+
+TOPIC_PREFIX = "/dapr/topics/"
+BINDING_PREFIX = "/dapr/bindings/"
+
+Reply = tuple[int, list[tuple[str, str]], bytes]
+_JSON = [("Content-Type", "application/json")]
+
+
+def _reply(status: int, body: Any) -> Reply:
+    return status, list(_JSON), json.dumps(body).encode()
+
+
+class DaprHttpRoutes:
+    """Answers daprd's calls on the app port."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.by_route = {f"{TOPIC_PREFIX}{c.name}": c for c in router.topics.values()}
+        self.binding_routes = {}
+        for name, comp in router.bindings.items():
+            self.binding_routes[f"/{name}"] = comp
+            self.binding_routes[f"{BINDING_PREFIX}{name}"] = comp
+        subs = []
+        for route, comp in self.by_route.items():
+            sub: dict[str, Any] = {"pubsubname": comp.component_name, "topic": comp.topic, "route": route}
+            if comp.dead_letter_topic:
+                sub["deadLetterTopic"] = comp.dead_letter_topic
+            if comp.metadata:
+                sub["metadata"] = dict(comp.metadata)
+            subs.append(sub)
+        self._subscribe = json.dumps(subs).encode()
+
+    def owns(self, path: str) -> bool:
+        return path.startswith("/dapr/") or path in self.binding_routes
+
+    def handle(self, environ: dict[str, Any], body: bytes, headers: dict[str, str]) -> Reply:
+        token = self.router.options.app_token
+        if token and not hmac.compare_digest(headers.get("dapr-api-token", "").encode(), token.encode()):
+            return _reply(401, {"error": "missing or wrong dapr-api-token"})
+        path = environ.get("PATH_INFO") or "/"
+        method = environ.get("REQUEST_METHOD", "GET")
+        if path == "/dapr/subscribe" and method == "GET":
+            return 200, list(_JSON), self._subscribe
+        if path == "/dapr/config" and method == "GET":
+            return _reply(200, {})
+        if path in self.by_route and method == "POST":
+            return self._topic(self.by_route[path], environ, body, headers)
+        if path in self.binding_routes:
+            if method == "OPTIONS":
+                return 200, [], b""
+            comp = self.binding_routes[path]
+            event = binding_event(comp, body, headers, headers)
+            ack = self.router.deliver(event, lambda: f"binding event from {comp.component_name!r}")
+            return (
+                (200, [], b"")
+                if ack != Ack.RETRY
+                else _reply(503, {"error": "the function asked for a retry"})
+            )
+        return _reply(404, {"error": f"no Dapr route {method} {path}"})
+
+    def _topic(self, comp: Any, environ: dict[str, Any], body: bytes, headers: dict[str, str]) -> Reply:
+        content_type = environ.get("CONTENT_TYPE", "")
+        event = self._parse(comp, content_type, body, headers)
+        if isinstance(event, str):
+            ack = self.router.invalid_ack
+            log.warning("event on %s/%s: %s; ack %s", comp.component_name, comp.topic, event, ack)
+        else:
+            ack = self.router.deliver(
+                event, lambda: f"event {event.id!r} on {comp.component_name}/{comp.topic}"
+            )
+        return _reply(200, {"status": ack})
+
+    def _parse(self, comp: Any, content_type: str, body: bytes, headers: dict[str, str]) -> Event | str:
+        if not content_type.startswith("application/cloudevents+json"):
+            return pubsub_event(
+                comp,
+                id=headers.get("ce-id", ""),
+                source="",
+                type="",
+                specversion="",
+                content_type=content_type,
+                body=body,
+                topic=comp.topic,
+                pubsub_name=comp.component_name,
+                extensions={},
+                headers=headers,
+            )
+        try:
+            ce = json.loads(body)
+        except ValueError as exc:
+            return f"malformed CloudEvent JSON: {exc}"
+        if not isinstance(ce, dict):
+            return f"malformed CloudEvent: expected a JSON object, got {type(ce).__name__}"
+        has_data = False
+        data: Any = None
+        raw = b""
+        data_type = str(ce.get("datacontenttype") or "")
+        if "data_base64" in ce:
+            try:
+                raw = base64.b64decode(ce["data_base64"], validate=True)
+            except (binascii.Error, TypeError) as exc:
+                return f"malformed CloudEvent data_base64: {exc}"
+        elif "data" in ce:
+            data, has_data = ce["data"], True
+            if isinstance(data, str) and not data_type.endswith("json"):
+                raw = data.encode()
+            else:
+                raw = json.dumps(data).encode()
+        known = {"id", "source", "type", "specversion", "datacontenttype", "data", "data_base64"}
+        return pubsub_event(
+            comp,
+            id=str(ce.get("id", "")),
+            source=str(ce.get("source", "")),
+            type=str(ce.get("type", "")),
+            specversion=str(ce.get("specversion", "")),
+            content_type=data_type,
+            body=raw,
+            topic=str(ce.get("topic") or comp.topic),
+            pubsub_name=str(ce.get("pubsubname") or comp.component_name),
+            extensions={k: v for k, v in ce.items() if k not in known},
+            headers=headers,
+            data=data,
+            has_data=has_data,
+        )
