@@ -243,6 +243,8 @@ class HttpApp:
         self.serve_function = serve_function
         """False for a function without an HTTP trigger: only health and Dapr routes answer."""
         self.flask_app = _flask_app(function, invoker, options) if function.signature == "http" else None
+        self.keep_alive: Any = None
+        """What the worker must keep referenced while it serves (the AppCallback server)."""
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"

@@ -74,6 +74,7 @@ def build_worker(
     run_init_context(function, runtime_context)
     invoker = Invoker(function.handler, runtime_context, hooks, options.timeout)
     dapr_routes = None
+    grpc_server = None
     if context.inputs:
         router = Router(context, invoker, options.dapr, lifecycle)
         if options.dapr.app_protocol == "http":
@@ -83,8 +84,10 @@ def build_worker(
         else:
             from .dapr import start_appcallback
 
-            start_appcallback(router, options.host, dapr_port, options.threads)
-    return HttpApp(function, invoker, options.http, lifecycle, dapr_routes, serve_function=context.has_http)
+            grpc_server = start_appcallback(router, options.host, dapr_port, options.threads)
+    app = HttpApp(function, invoker, options.http, lifecycle, dapr_routes, serve_function=context.has_http)
+    app.keep_alive = grpc_server  # the gRPC server stops when garbage-collected
+    return app
 
 
 def run_init_context(function: LoadedFunction, runtime_context: RuntimeContext) -> None:
