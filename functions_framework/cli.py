@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -14,7 +15,7 @@ from . import __version__
 from .context import FunctionContext, parse_context_text
 from .decorators import SIGNATURES
 from .errors import FunctionsFrameworkError
-from .loader import find_source, load_function
+from .loader import LoadedFunction, find_source, load_function
 from .logs import configure_logging
 from .runtime.delivery import ACKS, AsyncOptions
 from .runtime.http import HttpOptions
@@ -121,6 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--on-invalid", choices=ACKS, default="drop", help="ack for an event that does not decode"
     )
+    run.add_argument("--no-local-dapr", action="store_true", help="never start a local daprd")
+
+    pub = sub.add_parser("publish", help="publish an event to a function running locally (embedded Dapr)")
+    pub.add_argument("topic", help="topic to publish to")
+    pub.add_argument("data", help="the event: JSON, or any text")
+    pub.add_argument("--pubsub", help="pub/sub component (default: the function's only one)")
+    pub.add_argument("--app-id", help="which running function (default: the only one)")
+    pub.add_argument(
+        "--content-type", help="default: application/json when DATA parses as JSON, else text/plain"
+    )
     run.add_argument("--debug", action="store_true", help="debug logs and error details in responses")
 
     new = sub.add_parser("new", help="scaffold a function with a test")
@@ -198,7 +209,54 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from .runtime.serve import serve
 
     check_plugins(context)
+    if context.uses_dapr and options.dapr_address is None and not args.no_local_dapr:
+        return serve_with_local_dapr(function, context, options, source.main.parent, env)
     return serve(function, context, options)
+
+
+def testbin_cache(env: Mapping[str, str]) -> Path:
+    return Path(env.get("FUNCD_TESTBIN_CACHE") or Path.home() / ".cache" / "funcd-testbin")
+
+
+def serve_with_local_dapr(
+    function: LoadedFunction,
+    context: FunctionContext,
+    options: ServeOptions,
+    folder: Path,
+    env: Mapping[str, str],
+) -> int:
+    """Embedded mode: start a daprd for the function, point the SDK at it, serve, stop it."""
+    from .runtime.serve import resolve_ports, serve
+    from .runtime.sidecar import find_daprd, start_local_daprd, state_dir
+
+    daprd = find_daprd(env.get("PATH", ""), Path.home(), testbin_cache(env))
+    port, dapr_port, reservations = resolve_ports(context, options)
+    app_port = dapr_port if options.dapr.app_protocol == "grpc" else port
+    sidecar = start_local_daprd(
+        daprd, context, folder, app_port, options.dapr.app_protocol, state_dir(env.get("XDG_RUNTIME_DIR"))
+    )
+    try:
+        sidecar.wait_ready()
+        # The Dapr SDK in the workers finds its sidecar through these.
+        os.environ["DAPR_HTTP_PORT"] = str(sidecar.http_port)
+        os.environ["DAPR_GRPC_PORT"] = str(sidecar.grpc_port)
+        options = replace(options, port=port, dapr_port=dapr_port, dapr_address=sidecar.grpc_address)
+        return serve(function, context, options)
+    finally:
+        sidecar.stop()
+        for sock in reservations:
+            sock.close()
+
+
+def cmd_publish(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from .publish import publish
+
+    print(
+        publish(
+            args.topic, args.data, args.pubsub, args.app_id, env.get("XDG_RUNTIME_DIR"), args.content_type
+        )
+    )
+    return 0
 
 
 def cmd_new(args: argparse.Namespace) -> int:
@@ -219,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_run(args, os.environ)
         if args.command == "new":
             return cmd_new(args)
+        if args.command == "publish":
+            return cmd_publish(args, os.environ)
         parser.print_help()
         return 2
     except UsageError as exc:

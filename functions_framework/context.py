@@ -119,7 +119,7 @@ class FunctionContext:
     dapr_port: int = DEFAULT_DAPR_PORT
     """Port of the Dapr AppCallback server (async inputs)."""
     app_protocol: str = "grpc"
-    """How daprd calls the function: ``grpc`` (AppCallback on ``dapr_port``) or ``http`` (on the HTTP port)."""
+    """How daprd calls the function: ``grpc`` (AppCallback on ``dapr_port``) or ``http`` (the HTTP port)."""
     inputs: Mapping[str, Component] = field(default_factory=dict)
     """Async triggers: pub/sub topics and input bindings, by name."""
     outputs: Mapping[str, Component] = field(default_factory=dict)

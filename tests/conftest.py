@@ -9,6 +9,8 @@ import pytest
 
 from tests.support import Server
 
+pytest_plugins = ["tests.fakes.dapr_api"]
+
 
 @pytest.fixture
 def funcd() -> Iterator[Callable[..., Server]]:

@@ -14,7 +14,6 @@ import requests
 from dapr.proto import appcallback_service_v1, appcallback_v1
 from google.protobuf import empty_pb2
 
-from tests.fakes.dapr_api import DaprApiFake, dapr_api  # noqa: F401
 from tests.support import write_function
 
 SUCCESS = appcallback_v1.TopicEventResponse.SUCCESS
@@ -71,7 +70,7 @@ def dapr_port(server) -> int:
 
 
 @pytest.fixture
-def app(funcd, tmp_path, dapr_api):  # noqa: F811
+def app(funcd, tmp_path, dapr_api):
     folder = write_function(tmp_path / "f", FUNCTION, CONTEXT)
     server = funcd(
         str(folder),
@@ -111,7 +110,7 @@ def test_subscriptions_and_bindings_are_listed(app):
     assert list(stub.ListInputBindings(empty_pb2.Empty()).bindings) == ["cron"]
 
 
-def test_topic_event_reaches_the_handler_and_sends_an_output(app, dapr_api):  # noqa: F811
+def test_topic_event_reaches_the_handler_and_sends_an_output(app, dapr_api):
     _, stub, _ = app
     assert stub.OnTopicEvent(topic_event({"n": 1})).status == SUCCESS
     deadline = time.monotonic() + 5
@@ -186,7 +185,7 @@ def test_bulk_deliveries_get_a_status_per_entry(app):
     assert {s.entry_id: s.status for s in resp.statuses} == {"a": SUCCESS, "b": RETRY, "c": DROP, "d": DROP}
 
 
-def test_binding_event(app, dapr_api):  # noqa: F811
+def test_binding_event(app, dapr_api):
     _, stub, _ = app
     stub.OnBindingEvent(appcallback_v1.BindingEventRequest(name="cron", data=b"", metadata={"k": "v"}))
     [call] = dapr_api.invoked
@@ -243,7 +242,7 @@ def test_drain_refuses_new_deliveries_and_finishes_in_flight(app):
     assert server.proc.wait(15) == 0
 
 
-def test_app_api_token_is_enforced(funcd, tmp_path, dapr_api):  # noqa: F811
+def test_app_api_token_is_enforced(funcd, tmp_path, dapr_api):
     folder = write_function(tmp_path / "f", FUNCTION, CONTEXT)
     server = funcd(str(folder), "--dapr-port", "0", env={**dapr_api.env(), "APP_API_TOKEN": "s3cret"})
     channel = grpc.insecure_channel(f"127.0.0.1:{dapr_port(server)}")
@@ -258,7 +257,7 @@ def test_app_api_token_is_enforced(funcd, tmp_path, dapr_api):  # noqa: F811
     channel.close()
 
 
-def test_http_app_protocol(funcd, tmp_path, dapr_api):  # noqa: F811
+def test_http_app_protocol(funcd, tmp_path, dapr_api):
     folder = write_function(tmp_path / "f", FUNCTION, CONTEXT)
     server = funcd(str(folder), "--app-protocol", "http", env=dapr_api.env(), **{})
     subs = requests.get(server.url + "/dapr/subscribe").json()
@@ -295,7 +294,7 @@ def test_http_app_protocol(funcd, tmp_path, dapr_api):  # noqa: F811
     assert dapr_api.published and dapr_api.invoked
 
 
-def test_async_only_function_serves_health_but_no_http_trigger(funcd, tmp_path, dapr_api):  # noqa: F811
+def test_async_only_function_serves_health_but_no_http_trigger(funcd, tmp_path, dapr_api):
     context = CONTEXT.replace("  http: {port: 8080}\n", "")
     folder = write_function(tmp_path / "f", FUNCTION, context)
     server = funcd(str(folder), "--dapr-port", "0", env=dapr_api.env())

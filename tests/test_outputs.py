@@ -21,7 +21,6 @@ from functions_framework.runtime_context import RuntimeContext
 if TYPE_CHECKING:
     from tests.fakes.dapr_api import DaprApiFake
 
-pytest_plugins = ["tests.fakes.dapr_api"]  # the dapr_api fixture
 
 CTX = FunctionContext(
     name="fn",

@@ -119,6 +119,21 @@ def announce(context: FunctionContext, options: ServeOptions, port: int, dapr_po
         log.info("serving Dapr app callbacks for %s on %s", ", ".join(context.inputs), where)
 
 
+def resolve_ports(context: FunctionContext, options: ServeOptions) -> tuple[int, int, list[socket.socket]]:
+    """The HTTP and AppCallback ports. Port 0 becomes a free port, held by a reservation socket
+    (workers bind the ports each, with SO_REUSEPORT); keep the reservations open while serving."""
+    port = options.port if options.port is not None else (context.http_port or 8080)
+    dapr_port = options.dapr_port if options.dapr_port is not None else context.dapr_port
+    reservations = []
+    if port == 0:
+        reservations.append(reserve_port(options.host))
+        port = reservations[-1].getsockname()[1]
+    if dapr_port == 0 and context.inputs and options.dapr.app_protocol == "grpc":
+        reservations.append(reserve_port(options.host))
+        dapr_port = reservations[-1].getsockname()[1]
+    return port, dapr_port, reservations
+
+
 def serve(
     function: LoadedFunction,
     context: FunctionContext,
@@ -126,17 +141,8 @@ def serve(
     on_ready: Callable[[int], None] | None = None,
 ) -> int:
     """Serve until stopped. Returns the process exit code."""
-    port = options.port if options.port is not None else (context.http_port or 8080)
-    dapr_port = options.dapr_port if options.dapr_port is not None else context.dapr_port
+    port, dapr_port, reservations = resolve_ports(context, options)
     lifecycle = Lifecycle()
-    reservations = []
-    if port == 0:
-        # Workers bind the ports each (SO_REUSEPORT): settle on free ports first, and hold them.
-        reservations.append(reserve_port(options.host))
-        port = reservations[-1].getsockname()[1]
-    if dapr_port == 0 and context.inputs and options.dapr.app_protocol == "grpc":
-        reservations.append(reserve_port(options.host))
-        dapr_port = reservations[-1].getsockname()[1]
     try:
         if options.server == "wsgiref":
             return _serve_wsgiref(function, context, options, lifecycle, port, dapr_port, on_ready)

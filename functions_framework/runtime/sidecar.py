@@ -1,0 +1,182 @@
+"""Local embedded mode: start a daprd for a function that uses Dapr when no sidecar is configured.
+
+Components come from the function folder's ``components/`` when it has one; otherwise each pub/sub
+the context names gets an in-memory pub/sub and each state store an in-memory store. A running
+sidecar is recorded in a small JSON file so that ``funcd publish`` can find it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..context import FunctionContext
+from ..errors import FunctionsFrameworkError
+
+log = logging.getLogger("functions_framework.sidecar")
+
+HOST = "127.0.0.1"
+HOW_TO_GET_DAPRD = (
+    "put daprd on PATH (the Dapr CLI's `dapr init --slim` installs it in ~/.dapr/bin), or build the "
+    "pinned one in a funcd checkout with `make testbin`"
+)
+
+
+def find_daprd(search_path: str, home: Path, testbin_cache: Path) -> Path:
+    """daprd on PATH, in ~/.dapr/bin, or in the testbin cache. Raises saying how to get one."""
+    found = shutil.which("daprd", path=search_path)
+    if found:
+        return Path(found)
+    candidates = [
+        home / ".dapr" / "bin" / "daprd",
+        *sorted(testbin_cache.glob("daprd-*/daprd"), reverse=True),
+    ]
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    raise FunctionsFrameworkError(
+        "this function uses Dapr (inputs, outputs or states) and no sidecar is configured "
+        "(DAPR_GRPC_PORT or --dapr-address), so funcd starts a local daprd, but found none: "
+        + HOW_TO_GET_DAPRD
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def default_components(context: FunctionContext) -> list[dict[str, object]]:
+    """In-memory pub/sub and state components for what the context names. Bindings need a file."""
+    docs: dict[str, dict[str, object]] = {}
+    for comp in [*context.inputs.values(), *context.outputs.values()]:
+        if comp.kind == "pubsub":
+            docs[comp.component_name] = _component(comp.component_name, "pubsub.in-memory")
+        elif comp.component_name not in docs:
+            raise FunctionsFrameworkError(
+                f"binding {comp.component_name!r} ({comp.component_type}) needs a component definition: "
+                f"add components/{comp.component_name}.yaml to the function's folder"
+            )
+    for store in context.states.values():
+        docs[store.component_name] = _component(store.component_name, "state.in-memory")
+    return list(docs.values())
+
+
+def _component(name: str, type_: str) -> dict[str, object]:
+    return {
+        "apiVersion": "dapr.io/v1alpha1",
+        "kind": "Component",
+        "metadata": {"name": name},
+        "spec": {"type": type_, "version": "v1", "metadata": []},
+    }
+
+
+def state_dir(runtime_dir: str | None) -> Path:
+    base = Path(runtime_dir) if runtime_dir else Path(tempfile.gettempdir()) / f"funcd-{os.getuid()}"
+    path = base / "funcd" if runtime_dir else base
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass
+class LocalSidecar:
+    """A daprd started for one function."""
+
+    app_id: str
+    http_port: int
+    grpc_port: int
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    record: Path
+
+    @property
+    def grpc_address(self) -> str:
+        return f"{HOST}:{self.grpc_port}"
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Wait until daprd has loaded its components (``/v1.0/healthz/outbound``)."""
+        url = f"http://{HOST}:{self.http_port}/v1.0/healthz/outbound"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise FunctionsFrameworkError(
+                    f"daprd exited with {self.proc.returncode}; its log: {self.log_path}\n{self.log_tail()}"
+                )
+            try:
+                with urllib.request.urlopen(url, timeout=1) as resp:
+                    if resp.status < 300:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.05)
+        raise FunctionsFrameworkError(f"daprd not ready within {timeout:g}s; its log: {self.log_path}")
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.record.unlink(missing_ok=True)
+
+
+def start_local_daprd(
+    daprd: Path,
+    context: FunctionContext,
+    folder: Path,
+    app_port: int,
+    app_protocol: str,
+    runtime_dir: Path,
+) -> LocalSidecar:
+    """Start daprd for the function in standalone mode (no placement, scheduler or sentry)."""
+    app_id = context.name
+    work = Path(tempfile.mkdtemp(prefix=f"funcd-{app_id}-"))
+    components = folder / "components"
+    if components.is_dir():
+        resources = components
+    else:
+        resources = work / "components"
+        resources.mkdir()
+        for doc in default_components(context):
+            name = doc["metadata"]["name"]  # type: ignore[index]
+            (resources / f"{name}.yaml").write_text(json.dumps(doc))  # JSON is YAML
+    http_port, grpc_port = free_port(), free_port()
+    argv = [
+        str(daprd), "--mode", "standalone", "--app-id", app_id,
+        "--app-port", str(app_port), "--app-protocol", app_protocol, "--app-channel-address", HOST,
+        "--dapr-listen-addresses", HOST,
+        "--dapr-http-port", str(http_port), "--dapr-grpc-port", str(grpc_port),
+        "--dapr-internal-grpc-port", str(free_port()), "--metrics-listen-address", HOST,
+        "--metrics-port", str(free_port()), "--resources-path", str(resources), "--log-level", "warn",
+    ]  # fmt: skip
+    log_path = work / "daprd.log"
+    with log_path.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    record = runtime_dir / f"{app_id}.json"
+    pubsubs = sorted({c.component_name for c in context.inputs.values() if c.kind == "pubsub"})
+    topics = sorted({c.topic for c in context.inputs.values() if c.kind == "pubsub"})
+    record.write_text(json.dumps({
+        "app_id": app_id, "pid": proc.pid, "http_port": http_port, "grpc_port": grpc_port,
+        "pubsubs": pubsubs, "topics": topics,
+    }))  # fmt: skip
+    log.info("started a local daprd (pid %d, components from %s); its log: %s", proc.pid, resources, log_path)
+    return LocalSidecar(app_id, http_port, grpc_port, proc, log_path, record)
