@@ -14,7 +14,8 @@ Fixtures (scope, what they give):
     k8s_namespace   function  a fresh namespace name, deleted afterwards
     keda_operator   session   KedaOperator: .namespace .crds_dir .version .pid .log_path
     jaeger          session   Jaeger: .otlp_http_url .otlp_grpc_endpoint .query_url .pid .log_path
-    testbin         session   the testbin.stack module (versions, binary paths, CRD directories)
+    crds            session   {"dapr": Path, "keda": Path}: upstream CRD directories at the pinned versions
+    testbin         session   the testbin/stack.py module (versions, binary paths)
 """
 
 from __future__ import annotations
@@ -80,9 +81,24 @@ def require_binary(name: str) -> Path:
                     pytrace=False)
 
 
+def require_data(recipe: str, subdir: str) -> Path:
+    """A data directory the testbin build copied into the cache (e.g. CRDs); fails if not built."""
+    try:
+        return Path(_stack.data_dir(recipe, subdir))
+    except _stack.MissingBinary as exc:
+        pytest.fail(f"{exc}\nThe end-to-end tests need the pinned test stack: run `make testbin`.",
+                    pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def testbin() -> ModuleType:
     return _stack
+
+
+@pytest.fixture(scope="session")
+def crds() -> dict[str, Path]:
+    """Directories of upstream CRD manifests at the pinned versions: {"dapr": ..., "keda": ...}."""
+    return {"dapr": require_data("daprd", "crds"), "keda": require_data("keda", "crds")}
 
 
 @pytest.fixture(scope="session")
@@ -137,7 +153,7 @@ def k8s_namespace(kubectl: Kubectl) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def keda_operator(kube_apiserver: KubeAPIServer, kubectl: Kubectl, stack_workdir: Path) -> Iterator[KedaOperator]:
     binary = require_binary("keda-operator")
-    operator = start_keda(binary, _stack.version("keda"), _stack.data_dir("keda", "crds"), kube_apiserver,
+    operator = start_keda(binary, _stack.version("keda"), require_data("keda", "crds"), kube_apiserver,
                           kubectl, stack_workdir / "keda")
     yield operator
     operator.stop()
