@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast check lint typecheck bench testbin clean
+.PHONY: install demo demo-pubsub test test-fast check lint typecheck bench testbin clean
 
 install: $(STAMP)
 
@@ -19,6 +19,10 @@ demo: install
 	@echo "  try:  curl -s http://127.0.0.1:8080/ -H 'content-type: application/json' -d '{\"name\": \"you\"}'"
 	@echo "  stop: Ctrl-C"
 	$(VENV)/bin/funcd run samples/hello-http --port 8080
+
+demo-pubsub: install
+	$(PY) testbin/build.py daprd
+	$(PY) samples/pubsub-consumer/demo.py
 
 test: install testbin
 	$(PY) -m pytest -q
