@@ -21,8 +21,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import yaml
-
 from .errors import ContextError
 
 DEFAULT_HTTP_PORT = 8080
@@ -463,6 +461,8 @@ def parse_context(data: Any, source: str = "function context") -> FunctionContex
 
 def parse_context_text(text: str, source: str = "function context") -> FunctionContext:
     """Parse JSON or YAML text: a context, or a ``Function`` resource (its ``spec.serving``)."""
+    import yaml  # imported here: start-up without a YAML context does not pay for it
+
     try:
         data = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError as exc:

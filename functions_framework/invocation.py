@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import enum
 import inspect
@@ -92,11 +91,13 @@ class _Loop:
     """A per-process event loop thread for ``async def`` handlers, started on first use."""
 
     _lock = threading.Lock()
-    _loop: asyncio.AbstractEventLoop | None = None
+    _loop: Any = None
     _pid = 0
 
     @classmethod
-    def get(cls) -> asyncio.AbstractEventLoop:
+    def get(cls) -> Any:
+        import asyncio  # only functions with async handlers pay for it
+
         if cls._loop is None or cls._pid != os.getpid():
             with cls._lock:
                 if cls._loop is None or cls._pid != os.getpid():
@@ -108,6 +109,8 @@ class _Loop:
 
 def run_coroutine(coro: Any, timeout: float | None = None) -> Any:
     """Run a coroutine on the process's handler loop and wait for it (``TimeoutError`` on timeout)."""
+    import asyncio
+
     future = asyncio.run_coroutine_threadsafe(coro, _Loop.get())
     try:
         return future.result(timeout)

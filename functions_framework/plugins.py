@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .errors import PluginLoadError
@@ -56,6 +55,8 @@ class Hooks:
 
 def installed_plugins() -> dict[str, Any]:
     """Entry points of every installed plugin, by name."""
+    from importlib.metadata import entry_points  # slow to import; only needed when hooks are named
+
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
