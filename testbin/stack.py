@@ -119,8 +119,8 @@ RECIPES: dict[str, GoRecipe | AptRecipe] = {
             data={"crds": ("github.com/dapr/dapr@v1.15.4", "charts/dapr/crds")},
             why=(
                 "Slim build: only in-memory/redis pub/sub and state, cron and localstorage bindings, "
-                "loopback name resolution (no mDNS). 1.15 is the last line whose runtime does not "
-                "pull in langchaingo; 1.15.4 is the newest 1.15 patch the module proxy serves here."
+                "loopback name resolution (no mDNS); 132 modules linked. 1.15.4 is the newest patch "
+                "of the 1.15 line that the module proxy serves here (1.15.0, 1.15.4, 1.16.0 are listed)."
             ),
         ),
         GoRecipe(

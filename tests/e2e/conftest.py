@@ -77,8 +77,8 @@ def require_binary(name: str) -> Path:
     try:
         return Path(_stack.binary(name))
     except _stack.MissingBinary as exc:
-        pytest.fail(f"{exc}\nThe end-to-end tests need the pinned test stack: run `make testbin`.",
-                    pytrace=False)
+        problem = str(exc)
+    pytest.fail(f"{problem}\nThe end-to-end tests need the pinned test stack: run `make testbin`.", pytrace=False)
 
 
 def require_data(recipe: str, subdir: str) -> Path:
@@ -86,8 +86,8 @@ def require_data(recipe: str, subdir: str) -> Path:
     try:
         return Path(_stack.data_dir(recipe, subdir))
     except _stack.MissingBinary as exc:
-        pytest.fail(f"{exc}\nThe end-to-end tests need the pinned test stack: run `make testbin`.",
-                    pytrace=False)
+        problem = str(exc)
+    pytest.fail(f"{problem}\nThe end-to-end tests need the pinned test stack: run `make testbin`.", pytrace=False)
 
 
 @pytest.fixture(scope="session")
