@@ -70,7 +70,9 @@ def go_env() -> dict[str, str]:
 def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
     proc = subprocess.run(cmd, cwd=cwd, env=env, text=True, capture_output=True)
     if proc.returncode != 0:
-        raise BuildError(f"`{' '.join(cmd)}` failed in {cwd} (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+        raise BuildError(
+            f"`{' '.join(cmd)}` failed in {cwd} (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
+        )
     return proc.stdout
 
 
@@ -85,8 +87,11 @@ def build_go(recipe: stack.GoRecipe) -> None:
         ldflags = " ".join(["-s", "-w", *(f"-X {x}" for x in recipe.ldflags)])
         for binary, package in recipe.binaries.items():
             started = time.monotonic()
-            run([go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(staging / binary), package],
-                module_dir, env)
+            run(
+                [go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(staging / binary), package],
+                module_dir,
+                env,
+            )
             log(f"  go build {binary}: {time.monotonic() - started:.1f}s")
         for subdir, (module, inner) in recipe.data.items():
             info = json.loads(run([go, "mod", "download", "-json", module], module_dir, env))
@@ -107,8 +112,10 @@ def build_go(recipe: stack.GoRecipe) -> None:
 
 def build_apt(recipe: stack.AptRecipe) -> None:
     if os.geteuid() != 0:
-        raise BuildError(f"{recipe.package} is not installed and this is not root: "
-                         f"run `sudo apt-get install -y {recipe.package}`")
+        raise BuildError(
+            f"{recipe.package} is not installed and this is not root: "
+            f"run `sudo apt-get install -y {recipe.package}`"
+        )
     # RUNLEVEL=1 keeps the package's init script from starting a system-wide server.
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", RUNLEVEL="1")
     cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", recipe.package]
@@ -133,7 +140,9 @@ def build(recipe: stack.GoRecipe | stack.AptRecipe, force: bool) -> float | None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("names", nargs="*", help="recipes or binaries to build (default: all)")
     parser.add_argument("--print-path", metavar="NAME", help="print the cached path of a binary and exit")
     parser.add_argument("--list", action="store_true", help="list recipes, versions and state")

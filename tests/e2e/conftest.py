@@ -31,7 +31,7 @@ import pytest
 
 from tests.e2e.stack_dapr import DaprdFactory
 from tests.e2e.stack_jaeger import Jaeger, start_jaeger
-from tests.e2e.stack_kube import KedaOperator, KubeAPIServer, Kubectl, start_kube_apiserver, start_keda
+from tests.e2e.stack_kube import KedaOperator, KubeAPIServer, Kubectl, start_keda, start_kube_apiserver
 from tests.e2e.stack_redis import RedisServer, start_redis
 
 E2E_DIR = Path(__file__).resolve().parent
@@ -78,7 +78,9 @@ def require_binary(name: str) -> Path:
         return Path(_stack.binary(name))
     except _stack.MissingBinary as exc:
         problem = str(exc)
-    pytest.fail(f"{problem}\nThe end-to-end tests need the pinned test stack: run `make testbin`.", pytrace=False)
+    pytest.fail(
+        f"{problem}\nThe end-to-end tests need the pinned test stack: run `make testbin`.", pytrace=False
+    )
 
 
 def require_data(recipe: str, subdir: str) -> Path:
@@ -87,7 +89,9 @@ def require_data(recipe: str, subdir: str) -> Path:
         return Path(_stack.data_dir(recipe, subdir))
     except _stack.MissingBinary as exc:
         problem = str(exc)
-    pytest.fail(f"{problem}\nThe end-to-end tests need the pinned test stack: run `make testbin`.", pytrace=False)
+    pytest.fail(
+        f"{problem}\nThe end-to-end tests need the pinned test stack: run `make testbin`.", pytrace=False
+    )
 
 
 @pytest.fixture(scope="session")
@@ -122,8 +126,9 @@ def _daprd_nr_dir(stack_workdir: Path) -> Path:
 
 @pytest.fixture
 def daprd(stack_workdir: Path, _daprd_nr_dir: Path) -> Iterator[DaprdFactory]:
-    factory = DaprdFactory(require_binary("daprd"), _stack.version("daprd"), stack_workdir / "daprd",
-                           _daprd_nr_dir)
+    factory = DaprdFactory(
+        require_binary("daprd"), _stack.version("daprd"), stack_workdir / "daprd", _daprd_nr_dir
+    )
     yield factory
     factory.stop_all()
 
@@ -151,10 +156,18 @@ def k8s_namespace(kubectl: Kubectl) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def keda_operator(kube_apiserver: KubeAPIServer, kubectl: Kubectl, stack_workdir: Path) -> Iterator[KedaOperator]:
+def keda_operator(
+    kube_apiserver: KubeAPIServer, kubectl: Kubectl, stack_workdir: Path
+) -> Iterator[KedaOperator]:
     binary = require_binary("keda-operator")
-    operator = start_keda(binary, _stack.version("keda"), require_data("keda", "crds"), kube_apiserver,
-                          kubectl, stack_workdir / "keda")
+    operator = start_keda(
+        binary,
+        _stack.version("keda"),
+        require_data("keda", "crds"),
+        kube_apiserver,
+        kubectl,
+        stack_workdir / "keda",
+    )
     yield operator
     operator.stop()
 

@@ -19,16 +19,25 @@ from tests.e2e.stack_procs import HOST, Proc, free_port, http_status, start, wai
 Resources = str | Path | Sequence[Mapping[str, Any] | str | Path] | None
 
 
-def component(name: str, type_: str, metadata: Mapping[str, Any] | None = None,
-              version: str = "v1", scopes: Sequence[str] = ()) -> dict[str, Any]:
+def component(
+    name: str,
+    type_: str,
+    metadata: Mapping[str, Any] | None = None,
+    version: str = "v1",
+    scopes: Sequence[str] = (),
+) -> dict[str, Any]:
     """A Dapr Component resource as a dict (``type_`` like ``pubsub.redis``)."""
     spec: dict[str, Any] = {
         "type": type_,
         "version": version,
         "metadata": [{"name": k, "value": str(v)} for k, v in (metadata or {}).items()],
     }
-    doc: dict[str, Any] = {"apiVersion": "dapr.io/v1alpha1", "kind": "Component",
-                           "metadata": {"name": name}, "spec": spec}
+    doc: dict[str, Any] = {
+        "apiVersion": "dapr.io/v1alpha1",
+        "kind": "Component",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
     if scopes:
         doc["scopes"] = list(scopes)
     return doc
@@ -68,14 +77,22 @@ class Sidecar:
 
     def env(self) -> dict[str, str]:
         """Environment variables the Dapr SDKs read to find this sidecar."""
-        return {"DAPR_HTTP_PORT": str(self.http_port), "DAPR_GRPC_PORT": str(self.grpc_port),
-                "DAPR_RUNTIME_HOST": HOST, "APP_ID": self.app_id}
+        return {
+            "DAPR_HTTP_PORT": str(self.http_port),
+            "DAPR_GRPC_PORT": str(self.grpc_port),
+            "DAPR_RUNTIME_HOST": HOST,
+            "APP_ID": self.app_id,
+        }
 
     def wait_ready(self, full: bool = True, timeout: float = 60) -> Sidecar:
         """Wait for /v1.0/healthz (full: components loaded and app reachable) or /healthz/outbound."""
         path = "/v1.0/healthz" if full else "/v1.0/healthz/outbound"
-        wait_until(lambda: http_status(self.http_url + path) == 204,
-                   f"daprd {self.app_id} {path}", timeout, [self.proc])
+        wait_until(
+            lambda: http_status(self.http_url + path) == 204,
+            f"daprd {self.app_id} {path}",
+            timeout,
+            [self.proc],
+        )
         return self
 
     def log_tail(self, lines: int = 60) -> str:
@@ -110,10 +127,19 @@ class DaprdFactory:
         self.binary, self.version, self.workdir, self.nr_dir = binary, version, workdir, nr_dir
         self.sidecars: list[Sidecar] = []
 
-    def __call__(self, app_port: int | None = None, resources: Resources = None,
-                 config: str | Path | Mapping[str, Any] | None = None, app_protocol: str = "grpc",
-                 *, app_id: str | None = None, wait: str | None = "auto", timeout: float = 60,
-                 extra_args: Sequence[str] = (), env: Mapping[str, str] | None = None) -> Sidecar:
+    def __call__(
+        self,
+        app_port: int | None = None,
+        resources: Resources = None,
+        config: str | Path | Mapping[str, Any] | None = None,
+        app_protocol: str = "grpc",
+        *,
+        app_id: str | None = None,
+        wait: str | None = "auto",
+        timeout: float = 60,
+        extra_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> Sidecar:
         """Start daprd for an app listening on 127.0.0.1:``app_port`` (or for no app).
 
         ``resources`` is a resources directory or a list of component dicts / files.
@@ -126,13 +152,33 @@ class DaprdFactory:
         resources_dir = write_resources(resources, run_dir / "resources")
         http_port, grpc_port, internal_port, metrics_port = (free_port() for _ in range(4))
         argv = [
-            str(self.binary), "--mode", "standalone", "--app-id", app_id,
-            "--dapr-listen-addresses", HOST, "--dapr-internal-grpc-listen-address", HOST,
-            "--metrics-listen-address", HOST, "--app-channel-address", HOST,
-            "--dapr-http-port", str(http_port), "--dapr-grpc-port", str(grpc_port),
-            "--dapr-internal-grpc-port", str(internal_port), "--metrics-port", str(metrics_port),
-            "--resources-path", str(resources_dir), "--app-protocol", app_protocol,
-            "--log-level", "info",
+            str(self.binary),
+            "--mode",
+            "standalone",
+            "--app-id",
+            app_id,
+            "--dapr-listen-addresses",
+            HOST,
+            "--dapr-internal-grpc-listen-address",
+            HOST,
+            "--metrics-listen-address",
+            HOST,
+            "--app-channel-address",
+            HOST,
+            "--dapr-http-port",
+            str(http_port),
+            "--dapr-grpc-port",
+            str(grpc_port),
+            "--dapr-internal-grpc-port",
+            str(internal_port),
+            "--metrics-port",
+            str(metrics_port),
+            "--resources-path",
+            str(resources_dir),
+            "--app-protocol",
+            app_protocol,
+            "--log-level",
+            "info",
         ]
         if app_port is not None:
             argv += ["--app-port", str(app_port)]
@@ -144,11 +190,23 @@ class DaprdFactory:
             argv += ["--config", str(config)]
         argv += list(extra_args)
         proc_env: dict[str, str | None] = {
-            "FUNCD_DAPR_NR_DIR": str(self.nr_dir), "DAPR_API_TOKEN": None, "APP_API_TOKEN": None}
+            "FUNCD_DAPR_NR_DIR": str(self.nr_dir),
+            "DAPR_API_TOKEN": None,
+            "APP_API_TOKEN": None,
+        }
         proc_env.update(env or {})
         proc = start(f"daprd-{app_id}", argv, self.workdir / "logs", env=proc_env)
-        sidecar = Sidecar(app_id, app_port, app_protocol, http_port, grpc_port, internal_port,
-                          metrics_port, resources_dir, proc)
+        sidecar = Sidecar(
+            app_id,
+            app_port,
+            app_protocol,
+            http_port,
+            grpc_port,
+            internal_port,
+            metrics_port,
+            resources_dir,
+            proc,
+        )
         self.sidecars.append(sidecar)
         if wait == "auto":
             wait = "full" if app_port is not None else "outbound"

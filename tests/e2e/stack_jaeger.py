@@ -52,24 +52,39 @@ class Jaeger:
         self.proc.stop()
 
 
-def jaeger_config(otlp_grpc: int, otlp_http: int, query_http: int, query_grpc: int, health: int) -> dict[str, Any]:
+def jaeger_config(
+    otlp_grpc: int, otlp_http: int, query_http: int, query_grpc: int, health: int
+) -> dict[str, Any]:
     store = "memstore"
     return {
         "service": {
             "extensions": ["jaeger_storage", "jaeger_query", "healthcheckv2"],
-            "pipelines": {"traces": {"receivers": ["otlp"], "processors": ["batch"],
-                                     "exporters": ["jaeger_storage_exporter"]}},
+            "pipelines": {
+                "traces": {
+                    "receivers": ["otlp"],
+                    "processors": ["batch"],
+                    "exporters": ["jaeger_storage_exporter"],
+                }
+            },
             "telemetry": {"metrics": {"level": "none"}, "logs": {"level": "info"}},
         },
         "extensions": {
             "healthcheckv2": {"use_v2": True, "http": {"endpoint": f"{HOST}:{health}"}},
             "jaeger_storage": {"backends": {store: {"memory": {"max_traces": 10000}}}},
-            "jaeger_query": {"storage": {"traces": store},
-                             "http": {"endpoint": f"{HOST}:{query_http}"},
-                             "grpc": {"endpoint": f"{HOST}:{query_grpc}"}},
+            "jaeger_query": {
+                "storage": {"traces": store},
+                "http": {"endpoint": f"{HOST}:{query_http}"},
+                "grpc": {"endpoint": f"{HOST}:{query_grpc}"},
+            },
         },
-        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": f"{HOST}:{otlp_grpc}"},
-                                             "http": {"endpoint": f"{HOST}:{otlp_http}"}}}},
+        "receivers": {
+            "otlp": {
+                "protocols": {
+                    "grpc": {"endpoint": f"{HOST}:{otlp_grpc}"},
+                    "http": {"endpoint": f"{HOST}:{otlp_http}"},
+                }
+            }
+        },
         "processors": {"batch": {"timeout": "100ms"}},
         "exporters": {"jaeger_storage_exporter": {"trace_storage": store}},
     }
@@ -79,12 +94,16 @@ def start_jaeger(binary: Path, version: str, workdir: Path) -> Jaeger:
     otlp_grpc, otlp_http, query_http, query_grpc, health = (free_port() for _ in range(5))
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / "jaeger.yaml"  # JSON is YAML
-    config_path.write_text(json.dumps(jaeger_config(otlp_grpc, otlp_http, query_http, query_grpc, health), indent=2))
+    config_path.write_text(
+        json.dumps(jaeger_config(otlp_grpc, otlp_http, query_http, query_grpc, health), indent=2)
+    )
     proc = start("jaeger", [str(binary), "--config", str(config_path)], workdir / "logs")
     jaeger = Jaeger(proc, otlp_grpc, otlp_http, query_http, health, config_path, version)
     try:
         wait_until(lambda: http_status(f"http://{HOST}:{health}/status") == 200, "jaeger health", 60, [proc])
-        wait_until(lambda: http_status(f"{jaeger.query_url}/api/services") == 200, "jaeger query API", 30, [proc])
+        wait_until(
+            lambda: http_status(f"{jaeger.query_url}/api/services") == 200, "jaeger query API", 30, [proc]
+        )
     except BaseException:
         proc.stop()
         raise

@@ -30,8 +30,15 @@ class KubectlError(RuntimeError):
     """kubectl exited non-zero."""
 
     def __init__(self, argv: Sequence[str], proc: subprocess.CompletedProcess[str]) -> None:
-        self.argv, self.returncode, self.stdout, self.stderr = list(argv), proc.returncode, proc.stdout, proc.stderr
-        super().__init__(f"`{' '.join(argv)}` exited {proc.returncode}:\n{proc.stderr.strip() or proc.stdout.strip()}")
+        self.argv, self.returncode, self.stdout, self.stderr = (
+            list(argv),
+            proc.returncode,
+            proc.stdout,
+            proc.stderr,
+        )
+        super().__init__(
+            f"`{' '.join(argv)}` exited {proc.returncode}:\n{proc.stderr.strip() or proc.stdout.strip()}"
+        )
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -45,17 +52,58 @@ def make_pki(directory: Path) -> None:
     if not shutil.which("openssl"):
         raise RuntimeError("the openssl command is needed to make the test PKI (apt-get install openssl)")
     directory.mkdir(parents=True, exist_ok=True)
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-             "-days", "3", "-subj", "/CN=funcd-e2e-ca", cwd=directory)
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "tls.key", "-out", "tls.csr",
-             "-subj", "/CN=127.0.0.1", cwd=directory)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "3",
+        "-subj",
+        "/CN=funcd-e2e-ca",
+        cwd=directory,
+    )
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "tls.key",
+        "-out",
+        "tls.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+        cwd=directory,
+    )
     (directory / "tls.ext").write_text(
         "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
         "extendedKeyUsage=serverAuth,clientAuth\n"
         "keyUsage=digitalSignature,keyEncipherment\n"
     )
-    _openssl("x509", "-req", "-in", "tls.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-             "-out", "tls.crt", "-days", "3", "-extfile", "tls.ext", cwd=directory)
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "tls.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "tls.crt",
+        "-days",
+        "3",
+        "-extfile",
+        "tls.ext",
+        cwd=directory,
+    )
     _openssl("genrsa", "-out", "sa.key", "2048", cwd=directory)
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=directory)
 
@@ -102,51 +150,99 @@ def start_kube_apiserver(etcd_bin: Path, apiserver_bin: Path, version: str, work
         etcd_port, peer_port = free_port(), free_port()
         etcd_url = f"http://{HOST}:{etcd_port}"
         peer_url = f"http://{HOST}:{peer_port}"
-        etcd = group.add(start("etcd", [
-            str(etcd_bin), "--name", "e2e", "--data-dir", str(workdir / "etcd-data"),
-            "--listen-client-urls", etcd_url, "--advertise-client-urls", etcd_url,
-            "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
-            "--initial-cluster", f"e2e={peer_url}", "--initial-cluster-state", "new",
-            "--unsafe-no-fsync", "--logger", "zap", "--log-level", "warn",
-        ], workdir / "logs"))
+        etcd = group.add(
+            start(
+                "etcd",
+                [
+                    str(etcd_bin),
+                    "--name",
+                    "e2e",
+                    "--data-dir",
+                    str(workdir / "etcd-data"),
+                    "--listen-client-urls",
+                    etcd_url,
+                    "--advertise-client-urls",
+                    etcd_url,
+                    "--listen-peer-urls",
+                    peer_url,
+                    "--initial-advertise-peer-urls",
+                    peer_url,
+                    "--initial-cluster",
+                    f"e2e={peer_url}",
+                    "--initial-cluster-state",
+                    "new",
+                    "--unsafe-no-fsync",
+                    "--logger",
+                    "zap",
+                    "--log-level",
+                    "warn",
+                ],
+                workdir / "logs",
+            )
+        )
         wait_until(lambda: http_status(etcd_url + "/health") == 200, "etcd /health", 30, [etcd])
 
         token = secrets.token_hex(16)
         (workdir / "tokens.csv").write_text(f'{token},funcd-e2e-admin,funcd-e2e-admin,"system:masters"\n')
         port = free_port()
-        apiserver = group.add(start("kube-apiserver", [
-            str(apiserver_bin),
-            f"--etcd-servers={etcd_url}",
-            f"--bind-address={HOST}", f"--advertise-address={HOST}", f"--secure-port={port}",
-            f"--cert-dir={workdir / 'apiserver-certs'}",
-            f"--tls-cert-file={pki / 'tls.crt'}", f"--tls-private-key-file={pki / 'tls.key'}",
-            f"--client-ca-file={pki / 'ca.crt'}",
-            f"--token-auth-file={workdir / 'tokens.csv'}",
-            "--authorization-mode=RBAC",
-            "--enable-admission-plugins=PodSecurity",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={pki / 'sa.pub'}",
-            f"--service-account-signing-key-file={pki / 'sa.key'}",
-            "--api-audiences=https://kubernetes.default.svc.cluster.local",
-            "--service-cluster-ip-range=10.96.0.0/24",
-            "--profiling=false",
-            # The default reconciler would publish 127.0.0.1 as the kubernetes Service endpoint,
-            # which the API rejects (loopback); nothing in the tests uses that Service.
-            "--endpoint-reconciler-type=none",
-            "--v=1",
-        ], workdir / "logs"))
+        group.add(
+            start(
+                "kube-apiserver",
+                [
+                    str(apiserver_bin),
+                    f"--etcd-servers={etcd_url}",
+                    f"--bind-address={HOST}",
+                    f"--advertise-address={HOST}",
+                    f"--secure-port={port}",
+                    f"--cert-dir={workdir / 'apiserver-certs'}",
+                    f"--tls-cert-file={pki / 'tls.crt'}",
+                    f"--tls-private-key-file={pki / 'tls.key'}",
+                    f"--client-ca-file={pki / 'ca.crt'}",
+                    f"--token-auth-file={workdir / 'tokens.csv'}",
+                    "--authorization-mode=RBAC",
+                    "--enable-admission-plugins=PodSecurity",
+                    "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                    f"--service-account-key-file={pki / 'sa.pub'}",
+                    f"--service-account-signing-key-file={pki / 'sa.key'}",
+                    "--api-audiences=https://kubernetes.default.svc.cluster.local",
+                    "--service-cluster-ip-range=10.96.0.0/24",
+                    "--profiling=false",
+                    # The default reconciler would publish 127.0.0.1 as the kubernetes Service endpoint,
+                    # which the API rejects (loopback); nothing in the tests uses that Service.
+                    "--endpoint-reconciler-type=none",
+                    "--v=1",
+                ],
+                workdir / "logs",
+            )
+        )
         url = f"https://{HOST}:{port}"
         kubeconfig = workdir / "kubeconfig"
-        kubeconfig.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "e2e",
-            "clusters": [{"name": "e2e", "cluster": {"server": url, "certificate-authority": str(pki / "ca.crt")}}],
-            "users": [{"name": "admin", "user": {"token": token}}],
-            "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "admin"}}],
-        }, indent=2))
+        kubeconfig.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "e2e",
+                    "clusters": [
+                        {
+                            "name": "e2e",
+                            "cluster": {"server": url, "certificate-authority": str(pki / "ca.crt")},
+                        }
+                    ],
+                    "users": [{"name": "admin", "user": {"token": token}}],
+                    "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "admin"}}],
+                },
+                indent=2,
+            )
+        )
         server = KubeAPIServer(url, port, kubeconfig, token, pki / "ca.crt", pki, etcd_url, version, group)
         wait_until(lambda: server.status("/readyz") == 200, "kube-apiserver /readyz", 90, group.procs)
-        wait_until(lambda: server.status("/api/v1/namespaces/default") == 200,
-                   "the default namespace", 30, group.procs)
+        wait_until(
+            lambda: server.status("/api/v1/namespaces/default") == 200,
+            "the default namespace",
+            30,
+            group.procs,
+        )
         return server
     except BaseException:
         group.stop()
@@ -159,8 +255,9 @@ class Kubectl:
     def __init__(self, binary: Path, kubeconfig: Path) -> None:
         self.binary, self.kubeconfig = binary, kubeconfig
 
-    def __call__(self, *args: str, input: str | None = None, check: bool = True,
-                 timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def __call__(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         argv = [str(self.binary), "--kubeconfig", str(self.kubeconfig), *args]
         proc = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout)
         if check and proc.returncode != 0:
@@ -171,8 +268,12 @@ class Kubectl:
         """Run ``kubectl ARGS -o json`` and parse the output."""
         return json.loads(self(*args, "-o", "json").stdout)
 
-    def apply(self, manifest: dict[str, Any] | list[dict[str, Any]] | str | Path, *args: str,
-              server_side: bool = False) -> subprocess.CompletedProcess[str]:
+    def apply(
+        self,
+        manifest: dict[str, Any] | list[dict[str, Any]] | str | Path,
+        *args: str,
+        server_side: bool = False,
+    ) -> subprocess.CompletedProcess[str]:
         """Apply a manifest: an object, a list of objects, YAML/JSON text, or a file or directory."""
         extra = ["--server-side", "--force-conflicts"] if server_side else []
         if isinstance(manifest, Path):
@@ -209,11 +310,19 @@ class KedaOperator:
         self.proc.stop()
 
 
-def start_keda(binary: Path, version: str, crds_dir: Path, server: KubeAPIServer, kubectl: Kubectl,
-               workdir: Path) -> KedaOperator:
+def start_keda(
+    binary: Path, version: str, crds_dir: Path, server: KubeAPIServer, kubectl: Kubectl, workdir: Path
+) -> KedaOperator:
     kubectl.apply(crds_dir, server_side=True)
-    kubectl("wait", "--for=condition=Established", "--timeout=60s",
-            *(f"crd/{p.stem.split('_', 1)[1]}.{p.stem.split('_', 1)[0]}" for p in sorted(crds_dir.glob("*.yaml"))))
+    kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        *(
+            f"crd/{p.stem.split('_', 1)[1]}.{p.stem.split('_', 1)[0]}"
+            for p in sorted(crds_dir.glob("*.yaml"))
+        ),
+    )
     kubectl.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": KEDA_NAMESPACE}})
     # KEDA's metrics gRPC server insists on a certificate; reuse the test CA's loopback certificate.
     certs = workdir / "keda-certs"
@@ -221,24 +330,36 @@ def start_keda(binary: Path, version: str, crds_dir: Path, server: KubeAPIServer
     for name in ("ca.crt", "tls.crt", "tls.key"):
         shutil.copy(server.pki_dir / name, certs / name)
     probe_port, metrics_port, grpc_port = free_port(), free_port(), free_port()
-    proc = start("keda-operator", [
-        str(binary),
-        f"--health-probe-bind-address={HOST}:{probe_port}",
-        f"--metrics-bind-address={HOST}:{metrics_port}",
-        f"--metrics-service-bind-address={HOST}:{grpc_port}",
-        "--leader-elect=false",
-        f"--cert-dir={certs}", f"--ca-dir={certs}",
-        "--enable-webhook-patching=false", "--enable-apiservice-patching=false",
-        "--zap-log-level=info", "--zap-encoder=console",
-    ], workdir / "logs", env={
-        "KUBECONFIG": str(server.kubeconfig),
-        "WATCH_NAMESPACE": "",
-        "POD_NAMESPACE": KEDA_NAMESPACE,
-        "KEDA_CLUSTER_OBJECT_NAMESPACE": KEDA_NAMESPACE,
-    })
+    proc = start(
+        "keda-operator",
+        [
+            str(binary),
+            f"--health-probe-bind-address={HOST}:{probe_port}",
+            f"--metrics-bind-address={HOST}:{metrics_port}",
+            f"--metrics-service-bind-address={HOST}:{grpc_port}",
+            "--leader-elect=false",
+            f"--cert-dir={certs}",
+            f"--ca-dir={certs}",
+            "--enable-webhook-patching=false",
+            "--enable-apiservice-patching=false",
+            "--zap-log-level=info",
+            "--zap-encoder=console",
+        ],
+        workdir / "logs",
+        env={
+            "KUBECONFIG": str(server.kubeconfig),
+            "WATCH_NAMESPACE": "",
+            "POD_NAMESPACE": KEDA_NAMESPACE,
+            "KEDA_CLUSTER_OBJECT_NAMESPACE": KEDA_NAMESPACE,
+        },
+    )
     try:
-        wait_until(lambda: http_status(f"http://{HOST}:{probe_port}/readyz") == 200,
-                   "keda-operator /readyz", 90, [proc])
+        wait_until(
+            lambda: http_status(f"http://{HOST}:{probe_port}/readyz") == 200,
+            "keda-operator /readyz",
+            90,
+            [proc],
+        )
     except BaseException:
         proc.stop()
         raise

@@ -84,8 +84,13 @@ class Proc:
         return f"{self.name} (pid {self.pid}, {state}), log {self.log_path}"
 
 
-def start(name: str, argv: Sequence[str], log_dir: Path, env: Mapping[str, str | None] | None = None,
-          cwd: Path | None = None) -> Proc:
+def start(
+    name: str,
+    argv: Sequence[str],
+    log_dir: Path,
+    env: Mapping[str, str | None] | None = None,
+    cwd: Path | None = None,
+) -> Proc:
     """Start ``argv`` with output to ``<log_dir>/<name>.log`` (a new file per start).
 
     ``env`` is laid over this process's environment; a value of None removes the variable."""
@@ -104,13 +109,21 @@ def start(name: str, argv: Sequence[str], log_dir: Path, env: Mapping[str, str |
     with log_path.open("wb") as log:
         log.write(f"$ {' '.join(argv)}\n".encode())
         log.flush()
-        popen = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 env=full_env, cwd=cwd, start_new_session=True)
+        popen = subprocess.Popen(
+            list(argv),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=full_env,
+            cwd=cwd,
+            start_new_session=True,
+        )
     return Proc(name, list(argv), log_path, popen)
 
 
-def wait_until(check: Callable[[], Any], what: str, timeout: float, procs: Iterable[Proc] = (),
-               interval: float = 0.1) -> Any:
+def wait_until(
+    check: Callable[[], Any], what: str, timeout: float, procs: Iterable[Proc] = (), interval: float = 0.1
+) -> Any:
     """Poll ``check`` until it returns a truthy value; fail early if one of ``procs`` exits."""
     procs = list(procs)
     deadline = time.monotonic() + timeout
@@ -118,8 +131,10 @@ def wait_until(check: Callable[[], Any], what: str, timeout: float, procs: Itera
     while True:
         for proc in procs:
             if not proc.alive():
-                raise StackError(f"{proc.describe()} while waiting for {what}\n"
-                                 f"--- last lines of {proc.name} log ---\n{proc.log_tail()}")
+                raise StackError(
+                    f"{proc.describe()} while waiting for {what}\n"
+                    f"--- last lines of {proc.name} log ---\n{proc.log_tail()}"
+                )
         try:
             result = check()
         except Exception as exc:  # a check may raise while the server is still coming up
@@ -141,8 +156,9 @@ def port_open(port: int, host: str = HOST) -> bool:
         return False
 
 
-def http_status(url: str, *, token: str | None = None, ca_file: Path | None = None,
-                timeout: float = 2.0) -> int:
+def http_status(
+    url: str, *, token: str | None = None, ca_file: Path | None = None, timeout: float = 2.0
+) -> int:
     """The HTTP status of a GET, or 0 if no connection could be made."""
     request = urllib.request.Request(url)
     if token:

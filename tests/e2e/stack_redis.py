@@ -95,17 +95,37 @@ class RedisServer:
 def start_redis(binary: Path, workdir: Path) -> RedisServer:
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    proc = start("redis-server", [
-        str(binary), "--bind", HOST, "--port", str(port), "--dir", str(workdir),
-        "--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes",
-        "--logfile", "",
-    ], workdir / "logs")
+    proc = start(
+        "redis-server",
+        [
+            str(binary),
+            "--bind",
+            HOST,
+            "--port",
+            str(port),
+            "--dir",
+            str(workdir),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
+            "--logfile",
+            "",
+        ],
+        workdir / "logs",
+    )
     try:
         wait_until(lambda: RedisClient(port).command("PING") == "PONG", "redis PING", 30, [proc])
         info = RedisClient(port).command("INFO", "server").decode()
     except BaseException:
         proc.stop()
         raise
-    version = next((line.split(":", 1)[1].strip() for line in info.splitlines()
-                    if line.startswith("redis_version:")), "unknown")
+    version = next(
+        (line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("redis_version:")),
+        "unknown",
+    )
     return RedisServer(proc, port, version)

@@ -40,14 +40,27 @@ def grpc_app() -> Iterator[tuple[App, int, queue.Queue[SubscriptionMessage]]]:
 def pubsub_components(kind: str, redis: RedisServer | None) -> list[dict[str, Any]]:
     if kind == "redis":
         assert redis is not None
-        return [component("pubsub", "pubsub.redis", {"redisHost": redis.address, "redisPassword": "",
-                                                     "consumerID": f"e2e-{uuid.uuid4().hex[:6]}"})]
+        return [
+            component(
+                "pubsub",
+                "pubsub.redis",
+                {
+                    "redisHost": redis.address,
+                    "redisPassword": "",
+                    "consumerID": f"e2e-{uuid.uuid4().hex[:6]}",
+                },
+            )
+        ]
     return [component("pubsub", "pubsub.in-memory")]
 
 
 @pytest.mark.parametrize("kind", ["redis", "in-memory"])
-def test_publish_reaches_grpc_app(kind: str, request: pytest.FixtureRequest, daprd: Any,
-                                  grpc_app: tuple[App, int, queue.Queue[SubscriptionMessage]]) -> None:
+def test_publish_reaches_grpc_app(
+    kind: str,
+    request: pytest.FixtureRequest,
+    daprd: Any,
+    grpc_app: tuple[App, int, queue.Queue[SubscriptionMessage]],
+) -> None:
     redis = request.getfixturevalue("redis_server") if kind == "redis" else None
     _, app_port, received = grpc_app
     sidecar = daprd(app_port, resources=pubsub_components(kind, redis), app_protocol="grpc")
@@ -70,5 +83,7 @@ def test_sidecar_reports_components_and_listens_on_loopback_only(daprd: Any) -> 
     assert metadata["runtimeVersion"] == "1.15.4"
 
     state = [{"key": "k", "value": {"v": 1}}]
-    assert requests.post(f"{sidecar.http_url}/v1.0/state/statestore", json=state, timeout=10).status_code == 204
+    assert (
+        requests.post(f"{sidecar.http_url}/v1.0/state/statestore", json=state, timeout=10).status_code == 204
+    )
     assert requests.get(f"{sidecar.http_url}/v1.0/state/statestore/k", timeout=10).json() == {"v": 1}

@@ -13,23 +13,42 @@ from tests.e2e.stack_procs import wait_until
 
 def _otlp_json_span(service: str, trace_id: str, span_id: str, name: str) -> dict[str, object]:
     now = time.time_ns()
-    return {"resourceSpans": [{
-        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
-        "scopeSpans": [{
-            "scope": {"name": "funcd-e2e"},
-            "spans": [{
-                "traceId": trace_id, "spanId": span_id, "name": name, "kind": 2,
-                "startTimeUnixNano": str(now - 5_000_000), "endTimeUnixNano": str(now),
-                "attributes": [{"key": "funcd.test", "value": {"stringValue": "smoke"}}],
-            }],
-        }],
-    }]}
+    return {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
+                "scopeSpans": [
+                    {
+                        "scope": {"name": "funcd-e2e"},
+                        "spans": [
+                            {
+                                "traceId": trace_id,
+                                "spanId": span_id,
+                                "name": name,
+                                "kind": 2,
+                                "startTimeUnixNano": str(now - 5_000_000),
+                                "endTimeUnixNano": str(now),
+                                "attributes": [{"key": "funcd.test", "value": {"stringValue": "smoke"}}],
+                            }
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
 
 
 def test_otlp_span_is_returned_by_query_api(jaeger: Jaeger) -> None:
-    service, trace_id, span_id = f"funcd-e2e-{secrets.token_hex(3)}", secrets.token_hex(16), secrets.token_hex(8)
-    response = requests.post(f"{jaeger.otlp_http_url}/v1/traces",
-                             json=_otlp_json_span(service, trace_id, span_id, "smoke-span"), timeout=10)
+    service, trace_id, span_id = (
+        f"funcd-e2e-{secrets.token_hex(3)}",
+        secrets.token_hex(16),
+        secrets.token_hex(8),
+    )
+    response = requests.post(
+        f"{jaeger.otlp_http_url}/v1/traces",
+        json=_otlp_json_span(service, trace_id, span_id, "smoke-span"),
+        timeout=10,
+    )
     assert response.status_code == 200, response.text
 
     def fetch() -> dict | None:

@@ -26,30 +26,61 @@ def test_redis_list_scales_deployment_from_zero_and_back(
     keda_operator: KedaOperator, kubectl: Kubectl, k8s_namespace: str, redis_server: RedisServer
 ) -> None:
     ns, list_name = k8s_namespace, f"jobs-{uuid.uuid4().hex[:8]}"
-    kubectl.apply({
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "worker", "namespace": ns},
-        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "worker"}},
-                 "template": {"metadata": {"labels": {"app": "worker"}},
-                              "spec": {"containers": [{"name": "worker", "image": "example.invalid/worker:1"}]}}},
-    })
-    kubectl.apply({
-        "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": {"name": "worker", "namespace": ns},
-        "spec": {
-            "scaleTargetRef": {"name": "worker"},
-            "pollingInterval": 1, "cooldownPeriod": 2, "minReplicaCount": 0, "maxReplicaCount": 3,
-            "triggers": [{"type": "redis", "metadata": {
-                "address": redis_server.address, "listName": list_name,
-                "listLength": "5", "activationListLength": "3",
-            }}],
-        },
-    })
+    kubectl.apply(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "worker", "namespace": ns},
+            "spec": {
+                "replicas": 0,
+                "selector": {"matchLabels": {"app": "worker"}},
+                "template": {
+                    "metadata": {"labels": {"app": "worker"}},
+                    "spec": {"containers": [{"name": "worker", "image": "example.invalid/worker:1"}]},
+                },
+            },
+        }
+    )
+    kubectl.apply(
+        {
+            "apiVersion": "keda.sh/v1alpha1",
+            "kind": "ScaledObject",
+            "metadata": {"name": "worker", "namespace": ns},
+            "spec": {
+                "scaleTargetRef": {"name": "worker"},
+                "pollingInterval": 1,
+                "cooldownPeriod": 2,
+                "minReplicaCount": 0,
+                "maxReplicaCount": 3,
+                "triggers": [
+                    {
+                        "type": "redis",
+                        "metadata": {
+                            "address": redis_server.address,
+                            "listName": list_name,
+                            "listLength": "5",
+                            "activationListLength": "3",
+                        },
+                    }
+                ],
+            },
+        }
+    )
 
     # Below the activation threshold: KEDA has looked (Active=False) and left the Deployment at zero.
     redis_server.command("RPUSH", list_name, "a", "b")
-    wait_until(lambda: (_condition(kubectl, ns, "Ready") or {}).get("status") == "True",
-               "ScaledObject Ready", 60, [keda_operator.proc])
-    wait_until(lambda: (_condition(kubectl, ns, "Active") or {}).get("status") == "False",
-               "ScaledObject evaluated as inactive", 60, [keda_operator.proc])
+    wait_until(
+        lambda: (_condition(kubectl, ns, "Ready") or {}).get("status") == "True",
+        "ScaledObject Ready",
+        60,
+        [keda_operator.proc],
+    )
+    wait_until(
+        lambda: (_condition(kubectl, ns, "Active") or {}).get("status") == "False",
+        "ScaledObject evaluated as inactive",
+        60,
+        [keda_operator.proc],
+    )
     assert _replicas(kubectl, ns) == 0
 
     # Past the threshold: scaled from zero to one.

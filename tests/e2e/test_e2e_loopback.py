@@ -20,7 +20,7 @@ def _socket_inodes(pid: int) -> set[str]:
         except OSError:
             continue
         if target.startswith("socket:["):
-            inodes.add(target[len("socket:["):-1])
+            inodes.add(target[len("socket:[") : -1])
     return inodes
 
 
@@ -28,7 +28,7 @@ def _decode(hex_addr: str) -> tuple[str, int]:
     host, port = hex_addr.split(":")
     raw = bytes.fromhex(host)
     # /proc/net prints each 32-bit word of the address in host (little-endian) order.
-    raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
     return str(ipaddress.ip_address(raw)), int(port, 16)
 
 
@@ -45,11 +45,21 @@ def _sockets(pid: int) -> list[tuple[str, str, int]]:
     return found
 
 
-def test_stack_listens_on_loopback_only(redis_server: RedisServer, daprd: Any, kube_apiserver: KubeAPIServer,
-                                        keda_operator: KedaOperator, jaeger: Jaeger) -> None:
+def test_stack_listens_on_loopback_only(
+    redis_server: RedisServer,
+    daprd: Any,
+    kube_apiserver: KubeAPIServer,
+    keda_operator: KedaOperator,
+    jaeger: Jaeger,
+) -> None:
     sidecar = daprd()
-    pids = {"redis-server": redis_server.pid, "daprd": sidecar.pid, "keda-operator": keda_operator.pid,
-            "jaeger": jaeger.pid, **{p.name: p.pid for p in kube_apiserver.group.procs}}
+    pids = {
+        "redis-server": redis_server.pid,
+        "daprd": sidecar.pid,
+        "keda-operator": keda_operator.pid,
+        "jaeger": jaeger.pid,
+        **{p.name: p.pid for p in kube_apiserver.group.procs},
+    }
     exposed = {}
     for name, pid in pids.items():
         sockets = _sockets(pid)
