@@ -272,6 +272,22 @@ class Server:
                 )
             time.sleep(interval)
 
+    def wait_workers(self, timeout: float = 15.0, settle: float = 0.5) -> int:
+        """Wait until the process tree holds the parent and ``spec.info["workers"]`` workers, then ``settle``.
+
+        The first 200 comes from the first worker up; loading before the others exist would pin all
+        of wrk's keep-alive connections on it.
+        """
+        want = 1 + int(self.spec.info.get("workers", 0))
+        deadline = time.monotonic() + timeout
+        while len(process_tree(self.pid)) < want and time.monotonic() < deadline:
+            time.sleep(0.02)
+        n = len(process_tree(self.pid))
+        if n < want:
+            log(f"{self.spec.key}: {n} process(es) after {timeout:g}s, expected {want}")
+        time.sleep(settle)
+        return n
+
     def log_tail(self, n: int = 20) -> str:
         with contextlib.suppress(OSError):
             return "\n".join(self.logfile.read_text(errors="replace").splitlines()[-n:])
@@ -310,6 +326,7 @@ def running(spec: ServerSpec, logdir: Path, probe: Probe):  # type: ignore[no-un
     try:
         server.wait_first_200(probe)
         check(server.port, probe)
+        server.wait_workers()
         yield server
     finally:
         server.stop()
@@ -416,7 +433,7 @@ def run_wrk(
         f"http://127.0.0.1:{port}{path}",
     ]
     tree = process_tree(server_pid) if server_pid else []
-    srv0 = sum(proc_cpu_ticks(p) for p in tree)
+    per0 = {p: proc_cpu_ticks(p) for p in tree}
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     busy0, t0 = cpu_busy_ticks(), time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -428,7 +445,8 @@ def run_wrk(
         raise
     elapsed = time.perf_counter() - t0
     busy = cpu_busy_ticks() - busy0
-    srv = sum(proc_cpu_ticks(p) for p in tree) - srv0 if tree else 0
+    per = {p: proc_cpu_ticks(p) - per0[p] for p in tree}
+    srv = sum(per.values())
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # only wrk was reaped in between
     wrk_ticks = (ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime) * CLK_TCK
     out = out_b.decode(errors="replace")
@@ -441,6 +459,8 @@ def run_wrk(
         "server_pct": round(100 * srv / capacity, 1),
         "wrk_pct": round(100 * wrk_ticks / capacity, 1),
         "other_pct": round(100 * max(0.0, busy - srv - wrk_ticks) / capacity, 1),
+        # Per server process (parent first): shows how evenly the workers shared the load.
+        "per_process_pct": [round(100 * per[p] / capacity, 1) for p in tree],
     }
     res["command"] = " ".join([*argv[:-1], f"http://127.0.0.1:PORT{path}"])
     res["raw"] = out

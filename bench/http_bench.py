@@ -227,7 +227,8 @@ def load(
     log(
         f"  {spec.key}: {res['rps']:.0f} req/s, p99 {res.get('p99_ms', float('nan')):.2f} ms"
         + (f", RSS {mem['rss_mib']} MiB, PSS {mem['pss_mib']} MiB" if mem else "")
-        + f"; CPU server {res['cpu']['server_pct']}% wrk {res['cpu']['wrk_pct']}%"
+        + f"; CPU server {res['cpu']['server_pct']}% {res['cpu']['per_process_pct']}"
+        + f" wrk {res['cpu']['wrk_pct']}%"
         + f" other {res['cpu']['other_pct']}%"
     )
     return res
@@ -521,11 +522,15 @@ def markdown(r: dict[str, Any]) -> str:
             + ". These are short loads: differences of 10-15% are within the noise here.",
             "",
         ]
-    other = [srv["load"]["cpu"]["other_pct"] for srv in r["servers"].values()]
+    other = [x["cpu"]["other_pct"] for srv in r["servers"].values() for x in srv["rounds"]]
+    if ex:
+        other += [x["cpu"]["other_pct"] for x in ex["funcd_threads"].values()]
+        other += [x["cpu"]["other_pct"] for by_t in ex["gcf"].values() for x in by_t.values()]
     la = max(m["loadavg_start"][0], m["loadavg_end"][0])
     contended = max(other) > 10 or la > 0.5 * m["cores"]
     lines.append(
-        f"Contention: during the loads, processes other than the server and wrk used {min(other):.0f}-"
+        f"Contention: during the loads (all rounds and the exploration), processes other than the server "
+        f"and wrk used {min(other):.0f}-"
         f"{max(other):.0f}% of the machine; the load average reached {la:.2f} on {m['cores']} cores. "
         + (
             "Part of that is CPU a server left idle (one gunicorn worker cannot use two cores), the rest was "
