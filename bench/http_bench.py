@@ -13,6 +13,7 @@ Phases:
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=2,
         help="passes over the explored configurations; each keeps its best (default 2)",
     )
+    g.add_argument("--keep-logs", action="store_true", help="keep the servers' logs (kept anyway on failure)")
     g.add_argument(
         "--no-explore",
         action="store_true",
@@ -382,6 +384,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         op, lim = t["limit"].split()
         t["pass"] = t["ratio"] >= float(lim) if op == ">=" else t["ratio"] <= float(lim)
     machine["loadavg_end"] = common.loadavg()
+    if not args.keep_logs:
+        shutil.rmtree(logdir, ignore_errors=True)  # tens of MB: the sample logs a line per request
     return {
         "benchmark": NAME,
         "machine": machine,

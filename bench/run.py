@@ -36,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-readme", action="store_true", help="write the JSON only, leave bench/README.md alone"
     )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="write nothing under bench/ (a quick check): print the Markdown only",
+    )
     for mod in modules.values():
         mod.add_arguments(parser)
     args = parser.parse_args(argv)
@@ -48,9 +53,14 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic()
         result = mod.run(args)
         result["elapsed_s"] = round(time.monotonic() - t0, 1)
-        path = common.write_json(name, result)
-        common.log(f"== {name}: done in {result['elapsed_s']:.0f}s; wrote {path.relative_to(common.ROOT)}")
-        if not args.no_readme:
+        if args.dry_run:
+            common.log(f"== {name}: done in {result['elapsed_s']:.0f}s (dry run: nothing written)")
+        else:
+            path = common.write_json(name, result)
+            common.log(
+                f"== {name}: done in {result['elapsed_s']:.0f}s; wrote {path.relative_to(common.ROOT)}"
+            )
+        if not (args.no_readme or args.dry_run):
             common.update_readme_section(name, mod.markdown(result))
             common.log(f"== {name}: updated bench/README.md")
         print(mod.markdown(result))
