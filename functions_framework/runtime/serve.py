@@ -196,6 +196,10 @@ def _serve_granian(
             MPServer.signal_handler_interrupt(self)  # type: ignore[no-untyped-call,arg-type]
 
     def loader(_target: str) -> Any:
+        # Until granian installs the worker's own handlers, a stop signal must end this worker, not
+        # run the supervisor's drain handler inherited through fork.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         return build_worker(function, context, options, lifecycle, dapr_port)
 
     server = Server(
