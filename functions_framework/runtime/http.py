@@ -380,21 +380,19 @@ def _flask_app(function: LoadedFunction, invoker: Invoker, options: HttpOptions)
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
     def view(path: str = "") -> Any:
-        req = flask.request
+        req = flask.request._get_current_object()  # type: ignore[attr-defined]
         environ = req.environ
         eid = environ["funcd.execution_id"]
         event = Event(
             id=eid,
-            content_type=req.content_type or "",
+            content_type=environ.get("CONTENT_TYPE", ""),
             headers_factory=lambda: environ_headers(environ),
             trigger=HTTP_TRIGGER,
-            method=req.method,
-            path=req.path,
+            method=environ["REQUEST_METHOD"],
+            path=environ.get("PATH_INFO") or "/",
             query_string=environ.get("QUERY_STRING", ""),
         )
-        invocation, outcome = invoker.invoke(
-            event, eid, call=lambda: flask.make_response(handler(flask.request))
-        )
+        invocation, outcome = invoker.invoke(event, eid, call=lambda: flask.make_response(handler(req)))
         if outcome.ok:
             resp = outcome.result
         elif isinstance(outcome.error, HTTPException):
