@@ -80,7 +80,8 @@ class Invocation:
         """The W3C trace id of the incoming ``traceparent``, or ''."""
         tp = self.event.headers.get("traceparent") or self.event.extensions.get("traceparent") or ""
         parts = str(tp).split("-")
-        return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else ""
+        valid = len(parts) == 4 and len(parts[1]) == 32 and parts[1] != "0" * 32
+        return parts[1] if valid else ""
 
 
 def new_execution_id() -> str:

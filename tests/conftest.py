@@ -36,6 +36,4 @@ def funcd() -> Iterator[Callable[..., Server]]:
 
     yield start
     for server in started:
-        if server.proc.poll() is None:
-            server.proc.kill()
-            server.proc.wait()
+        server.kill()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -280,3 +281,18 @@ def test_wsgiref_fallback_server(funcd, tmp_path):
     assert requests.get(server.url + "/str").text == "hi"
     assert requests.post(server.url + "/x", data=b"z" * 2000).status_code == 413
     assert server.stop() == 0
+
+
+def test_workers_die_with_the_supervisor(funcd, tmp_path):
+    folder = write_function(tmp_path / "f", FUNCTION)
+    server = funcd(str(folder), workers="2")
+    children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text().split()
+    assert len(children) == 2
+    server.proc.kill()  # the supervisor alone, as a crash would
+    server.proc.wait()
+    deadline = time.monotonic() + 5
+    while any(Path(f"/proc/{pid}").exists() for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]
+    with pytest.raises(requests.ConnectionError):
+        requests.get(server.url + "/str", timeout=2)

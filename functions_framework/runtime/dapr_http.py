@@ -23,6 +23,15 @@ Reply = tuple[int, list[tuple[str, str]], bytes]
 _JSON = [("Content-Type", "application/json")]
 
 
+def _describe(body: bytes) -> str:
+    """'event <id>' when the envelope's id can be read, else 'event'."""
+    try:
+        ce = json.loads(body)
+    except ValueError:
+        return "event"
+    return f"event {ce.get('id')!r}" if isinstance(ce, dict) and ce.get("id") else "event"
+
+
 def _reply(status: int, body: Any) -> Reply:
     return status, list(_JSON), json.dumps(body).encode()
 
@@ -75,12 +84,27 @@ class DaprHttpRoutes:
             )
         return _reply(404, {"error": f"no Dapr route {method} {path}"})
 
+    def too_large(self, environ: dict[str, Any], size: int, limit: int) -> Reply:
+        """An event whose body exceeds the limit: logged and acked like any invalid event."""
+        path = environ.get("PATH_INFO") or "/"
+        comp = self.by_route.get(path)
+        if comp is None:
+            return _reply(413, {"error": f"body of {size} bytes exceeds the limit of {limit} bytes"})
+        ack = self.router.invalid_ack
+        log.warning(
+            "event on %s/%s: body of %d bytes exceeds the limit of %d bytes; ack %s",
+            comp.component_name, comp.topic, size, limit, ack,
+        )  # fmt: skip
+        return _reply(200, {"status": ack})
+
     def _topic(self, comp: Any, environ: dict[str, Any], body: bytes, headers: dict[str, str]) -> Reply:
         content_type = environ.get("CONTENT_TYPE", "")
         event = self._parse(comp, content_type, body, headers)
         if isinstance(event, str):
             ack = self.router.invalid_ack
-            log.warning("event on %s/%s: %s; ack %s", comp.component_name, comp.topic, event, ack)
+            log.warning(
+                "%s on %s/%s: %s; ack %s", _describe(body), comp.component_name, comp.topic, event, ack
+            )
         else:
             ack = self.router.deliver(
                 event, lambda: f"event {event.id!r} on {comp.component_name}/{comp.topic}"

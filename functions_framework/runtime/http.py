@@ -285,12 +285,16 @@ class HttpApp:
             lifecycle.leave()
 
     def _dapr(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        assert self.dapr_routes is not None
+        routes = self.dapr_routes
+        assert routes is not None
+        # The envelope may carry the payload in base64 (4/3 larger); the router checks the decoded size.
+        limit = self.options.max_body * 4 // 3 + 64 * 1024
         try:
-            body = read_body(environ, self.options.max_body)
+            body = read_body(environ, limit)
         except BodyTooLarge as exc:
-            return self._error(start_response, 413, f"event of {exc.args[0]} bytes exceeds the limit", "")
-        status, headers, reply = self.dapr_routes.handle(environ, body, environ_headers(environ))
+            status, headers, reply = routes.too_large(environ, exc.args[0], limit)
+            return self._send(start_response, status, headers, reply)
+        status, headers, reply = routes.handle(environ, body, environ_headers(environ))
         return self._send(start_response, status, headers, reply)
 
     def _send(

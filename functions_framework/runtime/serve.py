@@ -200,7 +200,10 @@ def _serve_granian(
         # run the supervisor's drain handler inherited through fork.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+        die_with_parent(supervisor)
         return build_worker(function, context, options, lifecycle, dapr_port)
+
+    supervisor = os.getpid()
 
     server = Server(
         target="funcd",
@@ -218,6 +221,17 @@ def _serve_granian(
     except SystemExit as exc:
         return int(exc.code or 0)
     return 0
+
+
+def die_with_parent(parent: int) -> None:
+    """Have the kernel kill this worker when the supervisor dies, so that no orphan keeps the ports."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # the supervisor died before prctl took effect
+        os._exit(1)
 
 
 def reserve_port(host: str) -> socket.socket:

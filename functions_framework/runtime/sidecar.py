@@ -99,6 +99,7 @@ class LocalSidecar:
     proc: subprocess.Popen[bytes]
     log_path: Path
     record: Path
+    work_dir: Path
 
     @property
     def grpc_address(self) -> str:
@@ -137,6 +138,7 @@ class LocalSidecar:
                 self.proc.kill()
                 self.proc.wait()
         self.record.unlink(missing_ok=True)
+        shutil.rmtree(self.work_dir, ignore_errors=True)
 
 
 def start_local_daprd(
@@ -179,4 +181,4 @@ def start_local_daprd(
         "pubsubs": pubsubs, "topics": topics,
     }))  # fmt: skip
     log.info("started a local daprd (pid %d, components from %s); its log: %s", proc.pid, resources, log_path)
-    return LocalSidecar(app_id, http_port, grpc_port, proc, log_path, record)
+    return LocalSidecar(app_id, http_port, grpc_port, proc, log_path, record, work)

@@ -624,11 +624,6 @@ def test_bad_input_is_logged_and_acked_as_configured_and_serving_goes_on(
     assert server.proc.poll() is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="funcd bug: over the HTTP app protocol an event larger than --max-body gets a 413 from "
-    "HttpApp._dapr, with no log line; daprd retries a 413 whatever --on-invalid says",
-)
 def test_oversized_event_over_http_app_protocol(
     tmp_path: Path, redis_server: RedisServer, daprd: DaprdFactory, funcd_group: FuncdFactory
 ) -> None:
