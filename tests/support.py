@@ -33,6 +33,7 @@ class Server:
             env=full_env,
             cwd=cwd,
             text=True,
+            start_new_session=True,  # its own process group, so that teardown stops the workers too
         )
         self.lines: list[str] = []
         self.port = 0
