@@ -6,6 +6,7 @@ period, then the process exits 0. A second signal stops at once.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import signal
@@ -71,6 +72,7 @@ def build_worker(
     """
     hooks = load_plugins(context)
     runtime_context = RuntimeContext(context, dapr_address=options.dapr_address)
+    atexit.register(runtime_context.close)  # closes the Dapr client when the worker exits
     run_init_context(function, runtime_context)
     invoker = Invoker(function.handler, runtime_context, hooks, options.timeout)
     dapr_routes = None
@@ -85,6 +87,7 @@ def build_worker(
             from .dapr import start_appcallback
 
             grpc_server = start_appcallback(router, options.host, dapr_port, options.threads)
+            atexit.register(grpc_server.stop, 1.0)
     app = HttpApp(function, invoker, options.http, lifecycle, dapr_routes, serve_function=context.has_http)
     app.keep_alive = grpc_server  # the gRPC server stops when garbage-collected
     return app
