@@ -80,6 +80,8 @@ def app(funcd, tmp_path, dapr_api):
         dapr_api.address,
         "--max-body",
         "64KiB",
+        "--threads",
+        "8",  # so that calls made while the slow ones run are not queued behind them
         env=dapr_api.env(),
         workers="2",
     )
@@ -215,10 +217,10 @@ def test_drain_refuses_new_deliveries_and_finishes_in_flight(app):
 
     def slow(i: int) -> None:
         results.append(
-            stub.OnTopicEvent(topic_event({"action": "slow", "s": 1.5}, event_id=f"slow-{i}")).status
+            stub.OnTopicEvent(topic_event({"action": "slow", "s": 2.5}, event_id=f"slow-{i}")).status
         )
 
-    threads = [threading.Thread(target=slow, args=(i,)) for i in range(4)]
+    threads = [threading.Thread(target=slow, args=(i,)) for i in range(4)]  # half of the 8 threads
     for t in threads:
         t.start()
     time.sleep(0.4)  # let them reach the handler
