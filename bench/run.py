@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 
 # name → module; add the Dapr AppCallback benchmark here when it exists.
-BENCHMARKS = {"http": "http_bench"}
+BENCHMARKS = {"http": "http_bench", "dapr": "dapr_bench"}
 
 
 def main(argv: list[str] | None = None) -> int:
