@@ -120,6 +120,13 @@ def announce(context: FunctionContext, options: ServeOptions, port: int, dapr_po
             f"grpc://{options.host}:{dapr_port}" if protocol == "grpc" else f"http://{options.host}:{port}"
         )
         log.info("serving Dapr app callbacks for %s on %s", ", ".join(context.inputs), where)
+        if protocol == "grpc" and workers > 1:
+            log.warning(
+                "daprd opens a single gRPC connection to its app, so with the grpc app protocol one of "
+                "the %d workers receives the deliveries; use --app-protocol http (or more replicas) "
+                "to spread them over every worker",
+                workers,
+            )
 
 
 def resolve_ports(context: FunctionContext, options: ServeOptions) -> tuple[int, int, list[socket.socket]]:
