@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common
 
-# name → module; add the Dapr AppCallback benchmark here when it exists.
+# name → module: one benchmark each.
 BENCHMARKS = {"http": "http_bench", "dapr": "dapr_bench"}
 
 
