@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -11,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import FunctionsFrameworkError
-from .runtime.sidecar import HOST, state_dir
+from .runtime.sidecar import HOST, state_dir, wait_healthy
 
 
 def running_sidecars(runtime_dir: str | None) -> list[dict[str, Any]]:
@@ -22,24 +21,6 @@ def running_sidecars(runtime_dir: str | None) -> list[dict[str, Any]]:
         except (OSError, ValueError):
             continue
     return [r for r in out if Path(f"/proc/{r.get('pid')}").exists()]
-
-
-def wait_until_ready(sidecar: dict[str, Any], timeout: float = 15.0) -> None:
-    """Wait for daprd's full health (components loaded and the function reachable and subscribed)."""
-    url = f"http://{HOST}:{sidecar['http_port']}/v1.0/healthz"
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as resp:
-                if resp.status < 300:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        if time.monotonic() > deadline:
-            raise FunctionsFrameworkError(
-                f"the local daprd of {sidecar['app_id']!r} is not healthy after {timeout:g}s"
-            )
-        time.sleep(0.05)
 
 
 def publish(
@@ -74,7 +55,9 @@ def publish(
             content_type = "application/json"
         except ValueError:
             content_type = "text/plain"
-    wait_until_ready(sidecar)
+    # Full health: components loaded and the function reachable and subscribed.
+    if not wait_healthy(sidecar["http_port"], "/v1.0/healthz", 15.0):
+        raise FunctionsFrameworkError(f"the local daprd of {sidecar['app_id']!r} is not healthy after 15s")
     url = (
         f"http://{HOST}:{sidecar['http_port']}/v1.0/publish/"
         f"{urllib.parse.quote(pubsub, safe='')}/{urllib.parse.quote(topic, safe='')}"

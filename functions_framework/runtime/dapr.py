@@ -16,6 +16,7 @@ import grpc
 from dapr.proto import appcallback_service_v1, appcallback_v1
 
 from ..context import Component
+from ..event import Event
 from .delivery import Ack, Router, binding_event, pubsub_event
 
 log = logging.getLogger("functions_framework.dapr")
@@ -30,6 +31,23 @@ _RESPONSES = {ack: appcallback_v1.TopicEventResponse(status=status) for ack, sta
 
 def _extensions(struct: Any) -> dict[str, Any]:
     return {k: struct[k] for k in struct} if struct else {}
+
+
+def _cloudevent(comp: Component, ce: Any, request: Any, headers: Any) -> Event:
+    """An Event from a TopicEventRequest or a bulk entry's TopicEventCERequest (same CloudEvent fields)."""
+    return pubsub_event(
+        comp,
+        id=ce.id,
+        source=ce.source,
+        type=ce.type,
+        specversion=ce.spec_version,
+        content_type=ce.data_content_type,
+        body=ce.data,
+        topic=request.topic,
+        pubsub_name=request.pubsub_name,
+        extensions=_extensions(ce.extensions),
+        headers=headers,
+    )
 
 
 class AppCallback(
@@ -66,19 +84,7 @@ class AppCallback(
         if comp is None:
             log.warning("no input subscribes to %s/%s; ack DROP", request.pubsub_name, request.topic)
             return _RESPONSES[Ack.DROP]
-        event = pubsub_event(
-            comp,
-            id=request.id,
-            source=request.source,
-            type=request.type,
-            specversion=request.spec_version,
-            content_type=request.data_content_type,
-            body=request.data,
-            topic=request.topic,
-            pubsub_name=request.pubsub_name,
-            extensions=_extensions(request.extensions),
-            headers=lambda: dict(context.invocation_metadata()),
-        )
+        event = _cloudevent(comp, request, request, lambda: dict(context.invocation_metadata()))
         ack = self.router.deliver(
             event, lambda: f"event {request.id!r} on {request.pubsub_name}/{request.topic}"
         )
@@ -98,20 +104,7 @@ class AppCallback(
 
     def _bulk_entry(self, comp: Component, request: Any, entry: Any, context: Any) -> str:
         if entry.HasField("cloud_event"):
-            ce = entry.cloud_event
-            event = pubsub_event(
-                comp,
-                id=ce.id,
-                source=ce.source,
-                type=ce.type,
-                specversion=ce.spec_version,
-                content_type=ce.data_content_type,
-                body=ce.data,
-                topic=request.topic,
-                pubsub_name=request.pubsub_name,
-                extensions=_extensions(ce.extensions),
-                headers=dict(entry.metadata),
-            )
+            event = _cloudevent(comp, entry.cloud_event, request, dict(entry.metadata))
         else:
             event = pubsub_event(
                 comp,

@@ -17,6 +17,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,23 @@ def find_daprd(search_path: str, home: Path, testbin_cache: Path) -> Path:
         "(DAPR_GRPC_PORT or --dapr-address), so funcd starts a local daprd, but found none: "
         + HOW_TO_GET_DAPRD
     )
+
+
+def wait_healthy(http_port: int, path: str, timeout: float, check: Callable[[], None] = lambda: None) -> bool:
+    """Poll a daprd health path until it answers 2xx (True) or ``timeout`` runs out (False).
+    ``check`` runs before each try and may raise to stop early."""
+    url = f"http://{HOST}:{http_port}{path}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        check()
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if resp.status < 300:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.05)
+    return False
 
 
 def free_port() -> int:
@@ -107,21 +125,15 @@ class LocalSidecar:
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Wait until daprd has loaded its components (``/v1.0/healthz/outbound``)."""
-        url = f"http://{HOST}:{self.http_port}/v1.0/healthz/outbound"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def exited() -> None:
             if self.proc.poll() is not None:
                 raise FunctionsFrameworkError(
                     f"daprd exited with {self.proc.returncode}; its log: {self.log_path}\n{self.log_tail()}"
                 )
-            try:
-                with urllib.request.urlopen(url, timeout=1) as resp:
-                    if resp.status < 300:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.05)
-        raise FunctionsFrameworkError(f"daprd not ready within {timeout:g}s; its log: {self.log_path}")
+
+        if not wait_healthy(self.http_port, "/v1.0/healthz/outbound", timeout, exited):
+            raise FunctionsFrameworkError(f"daprd not ready within {timeout:g}s; its log: {self.log_path}")
 
     def log_tail(self, lines: int = 20) -> str:
         try:
