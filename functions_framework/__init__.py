@@ -1,8 +1,9 @@
 """funcd's functions framework: serve ``handler(context, event)`` over HTTP and Dapr."""
 
 from .context import FunctionContext, dump_context, parse_context
-from .decorators import cloud_event, http
+from .decorators import cloud_event, errorhandler, http, typed
 from .errors import (
+    BadCloudEvent,
     ContextError,
     Drop,
     EventDataError,
@@ -12,16 +13,19 @@ from .errors import (
     OutputError,
     PluginLoadError,
     Retry,
+    SignatureError,
 )
 from .event import Event, Trigger
 from .invocation import Invocation, Outcome, Status
-from .plugins import Plugin
-from .response import Response
+from .plugins import OutboundCall, Plugin, Rejected, WorkerInfo
+from .replies import Response
 from .runtime_context import RuntimeContext
+from .settings import Settings
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BadCloudEvent",
     "ContextError",
     "Drop",
     "Event",
@@ -31,18 +35,25 @@ __all__ = [
     "FunctionsFrameworkError",
     "HTTPError",
     "Invocation",
+    "OutboundCall",
     "Outcome",
     "OutputError",
     "Plugin",
     "PluginLoadError",
+    "Rejected",
     "Response",
     "Retry",
     "RuntimeContext",
+    "Settings",
+    "SignatureError",
     "Status",
     "Trigger",
+    "WorkerInfo",
     "__version__",
     "cloud_event",
     "dump_context",
+    "errorhandler",
     "http",
     "parse_context",
+    "typed",
 ]

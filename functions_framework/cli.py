@@ -13,19 +13,13 @@ from typing import Any, NoReturn
 
 from . import __version__
 from .context import FunctionContext, parse_context_text
-from .decorators import SIGNATURES
-from .errors import FunctionsFrameworkError
+from .errors import FunctionsFrameworkError, UsageError
 from .loader import LoadedFunction, find_source, load_function
 from .logs import configure_logging
-from .runtime.delivery import ACKS, AsyncOptions
-from .runtime.http import HttpOptions
-from .runtime.serve import SERVERS, ServeOptions
+from .settings import APP_PROTOCOLS, DEFAULT_MAX_BODY, ERROR_ACKS, SERVERS, Settings
+from .signatures import SIGNATURE_TYPES
 
 log = logging.getLogger("functions_framework.cli")
-
-
-class UsageError(Exception):
-    pass
 
 
 class _Parser(argparse.ArgumentParser):
@@ -95,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--target", help="the function to serve (default: handler; env FUNCTION_TARGET)")
     run.add_argument("--context", metavar="FILE", help="context JSON/YAML, or a Function resource YAML")
     run.add_argument(
-        "--signature-type", choices=SIGNATURES, help="how the function is called (default: detected)"
+        "--signature-type",
+        choices=SIGNATURE_TYPES,
+        help="how the function is called (default: see docs/authoring.md; env FUNCTION_SIGNATURE_TYPE)",
     )
     run.add_argument("--host", help="address to listen on (default 127.0.0.1; env HOST)")
     run.add_argument("--port", type=_port, help="HTTP port (default: the context's, else 8080; env PORT)")
@@ -106,21 +102,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--grace", type=_seconds("grace"), default=30.0, help="drain period after SIGTERM")
     run.add_argument(
-        "--max-body", type=_size, default=32 * 1024**2, help="largest request body (default 32MiB)"
+        "--max-body", type=_size, default=DEFAULT_MAX_BODY, help="largest request body (default 32MiB)"
     )
     run.add_argument("--health-path", default="/healthz", help="liveness path")
     run.add_argument("--ready-path", default="/readyz", help="readiness path")
     run.add_argument("--server", choices=SERVERS, default="granian", help="HTTP server")
     run.add_argument(
-        "--app-protocol", choices=("grpc", "http"), help="how daprd calls the function (default grpc)"
+        "--app-protocol", choices=APP_PROTOCOLS, help="how daprd calls the function (default grpc)"
     )
     run.add_argument(
         "--dapr-port", type=_port, help="AppCallback gRPC port (default: the context's, else 50051)"
     )
     run.add_argument("--dapr-address", help="the sidecar's gRPC host:port (default: DAPR_GRPC_ENDPOINT/PORT)")
-    run.add_argument("--on-error", choices=ACKS, default="retry", help="ack when an async handler raises")
     run.add_argument(
-        "--on-invalid", choices=ACKS, default="drop", help="ack for an event that does not decode"
+        "--on-error", choices=ERROR_ACKS, default="retry", help="ack when an async handler raises"
+    )
+    run.add_argument(
+        "--on-invalid", choices=ERROR_ACKS, default="drop", help="ack for an event that does not decode"
+    )
+    run.add_argument(
+        "--access-log",
+        action="store_true",
+        default=None,
+        help="one JSON line per request or delivery (env FUNCD_ACCESS_LOG=1)",
     )
     run.add_argument("--no-local-dapr", action="store_true", help="never start a local daprd")
 
@@ -167,6 +171,51 @@ def sidecar_address(env: Mapping[str, str]) -> str | None:
     return None
 
 
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    value = env.get(name, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise UsageError(f"{name}: expected 1/true/yes/on or 0/false/no/off, got {env[name]!r}")
+
+
+def build_settings(args: argparse.Namespace, env: Mapping[str, str], context: FunctionContext) -> Settings:
+    """The effective settings: flags, then env, then the context, then defaults."""
+    if args.port is not None:
+        port = args.port
+    elif env.get("PORT"):
+        try:
+            port = _port(env["PORT"])
+        except argparse.ArgumentTypeError as exc:
+            raise UsageError(f"PORT: {exc}") from None
+    else:
+        port = context.http_port if context.http_port is not None else 8080
+    access_log = args.access_log if args.access_log is not None else _flag(env, "FUNCD_ACCESS_LOG")
+    return Settings(
+        host=args.host or env.get("HOST") or "127.0.0.1",
+        port=port,
+        dapr_port=args.dapr_port if args.dapr_port is not None else context.dapr_port,
+        workers=args.workers or os.cpu_count() or 1,
+        threads=args.threads,
+        timeout=args.timeout or None,
+        grace=args.grace,
+        server=args.server,
+        max_body=args.max_body,
+        health_path=args.health_path,
+        ready_path=args.ready_path,
+        debug=args.debug,
+        access_log=access_log,
+        app_protocol=args.app_protocol or context.app_protocol,  # type: ignore[arg-type]
+        on_error=args.on_error,
+        on_invalid=args.on_invalid,
+        app_token=env.get("APP_API_TOKEN") or None,
+        dapr_address=args.dapr_address or sidecar_address(env),
+        dapr_api_token=env.get("DAPR_API_TOKEN") or None,
+        local_dapr=not args.no_local_dapr,
+    )
+
+
 def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     source = find_source(
         args.path or env.get("FUNCTION_SOURCE") or ("main.py" if Path("main.py").exists() else ".")
@@ -175,43 +224,19 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     configure_logging(context.name, logging.DEBUG if args.debug else logging.INFO)
     target = args.target or env.get("FUNCTION_TARGET") or "handler"
     signature = args.signature_type or env.get("FUNCTION_SIGNATURE_TYPE") or None
-    if signature is not None and signature not in SIGNATURES:
+    if signature is not None and signature not in SIGNATURE_TYPES:
         raise UsageError(
-            f"FUNCTION_SIGNATURE_TYPE: expected one of {', '.join(SIGNATURES)}, got {signature!r}"
+            f"FUNCTION_SIGNATURE_TYPE: expected one of {', '.join(SIGNATURE_TYPES)}, got {signature!r}"
         )
-    function = load_function(source.main, target, signature)
-    port = args.port if args.port is not None else (_port(env["PORT"]) if env.get("PORT") else None)
-    options = ServeOptions(
-        host=args.host or env.get("HOST") or "127.0.0.1",
-        port=port,
-        workers=args.workers or os.cpu_count() or 1,
-        threads=args.threads,
-        timeout=args.timeout or None,
-        grace=args.grace,
-        server=args.server,
-        http=HttpOptions(
-            max_body=args.max_body,
-            health_path=args.health_path,
-            ready_path=args.ready_path,
-            debug=args.debug,
-        ),
-        dapr=AsyncOptions(
-            app_protocol=args.app_protocol or context.app_protocol,
-            on_error=args.on_error,
-            on_invalid=args.on_invalid,
-            max_body=args.max_body,
-            app_token=env.get("APP_API_TOKEN") or None,
-        ),
-        dapr_port=args.dapr_port,
-        dapr_address=args.dapr_address or sidecar_address(env),
-    )
-    from .plugins import check_plugins
+    settings = build_settings(args, env, context)
+    function = load_function(source.main, target, signature, context)
+    from .plugins import load_factories
     from .runtime.serve import serve
 
-    check_plugins(context)
-    if context.uses_dapr and options.dapr_address is None and not args.no_local_dapr:
-        return serve_with_local_dapr(function, context, options, source.main.parent, env)
-    return serve(function, context, options)
+    load_factories(context)  # a hook naming a missing plugin fails here, before any worker starts
+    if context.uses_dapr and settings.dapr_address is None and settings.local_dapr:
+        return serve_with_local_dapr(function, context, settings, source.main.parent, env)
+    return serve(function, context, settings)
 
 
 def testbin_cache(env: Mapping[str, str]) -> Path:
@@ -221,27 +246,28 @@ def testbin_cache(env: Mapping[str, str]) -> Path:
 def serve_with_local_dapr(
     function: LoadedFunction,
     context: FunctionContext,
-    options: ServeOptions,
+    settings: Settings,
     folder: Path,
     env: Mapping[str, str],
 ) -> int:
-    """Embedded mode: start a daprd for the function, point the SDK at it, serve, stop it."""
+    """Embedded mode: start a daprd for the function, point the outputs at it, serve, stop it."""
     from .runtime.serve import resolve_ports, serve
     from .runtime.sidecar import find_daprd, start_local_daprd, state_dir
 
     daprd = find_daprd(env.get("PATH", ""), Path.home(), testbin_cache(env))
-    port, dapr_port, reservations = resolve_ports(context, options)
-    app_port = dapr_port if options.dapr.app_protocol == "grpc" else port
+    settings, reservations = resolve_ports(context, settings)
+    app_port = settings.dapr_port if settings.app_protocol == "grpc" else settings.port
     sidecar = start_local_daprd(
-        daprd, context, folder, app_port, options.dapr.app_protocol, state_dir(env.get("XDG_RUNTIME_DIR"))
+        daprd, context, folder, app_port, settings.app_protocol, state_dir(env.get("XDG_RUNTIME_DIR"))
     )
     try:
         sidecar.wait_ready()
-        # The Dapr SDK in the workers finds its sidecar through these.
-        os.environ["DAPR_HTTP_PORT"] = str(sidecar.http_port)
-        os.environ["DAPR_GRPC_PORT"] = str(sidecar.grpc_port)
-        options = replace(options, port=port, dapr_port=dapr_port, dapr_address=sidecar.grpc_address)
-        return serve(function, context, options)
+        settings = replace(
+            settings,
+            dapr_address=sidecar.grpc_address,
+            dapr_http_address=f"127.0.0.1:{sidecar.http_port}",
+        )
+        return serve(function, context, settings)
     finally:
         sidecar.stop()
         for sock in reservations:

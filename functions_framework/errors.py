@@ -1,13 +1,25 @@
-"""Errors raised by functions_framework, and the signals a handler may raise.
+"""Every error functions_framework raises to users, and the signals a handler may raise.
 
 FunctionsFrameworkError
-  ├── ContextError (ValueError)     the function context is invalid; lists every problem
-  ├── FunctionLoadError             the source or target cannot be loaded
-  ├── PluginLoadError               a hook names a plugin that is not installed or fails to build
-  ├── OutputError                   context.send() or context.state() failed
-  └── EventDataError (ValueError)   event.data does not decode as its content type says
+  ├── ContextError (ValueError)        the function context or Function resource is invalid
+  ├── UsageError                       a CLI argument or environment variable is wrong (exit 2)
+  ├── FunctionLoadError                the source or target cannot be loaded
+  │     └── SignatureError             the signature does not fit (arity, or a trigger it cannot serve)
+  ├── PluginLoadError                  a hook names a plugin that is not installed or fails to build
+  ├── PortInUseError                   a port funcd must listen on is held by another process
+  ├── OutputError                      context.send() or context.state() failed (``temporary`` or not)
+  ├── SidecarError                     the local daprd cannot be found, started or reached
+  ├── PublishError                     ``funcd publish`` cannot deliver the event to a running function
+  ├── ScaffoldError                    ``funcd new`` cannot create the function
+  └── RequestError                     a request or delivery is refused before the handler runs
+        ├── BodyTooLarge               its body exceeds ``--max-body`` (HTTP 413)
+        ├── BadCloudEvent (ValueError) a malformed CloudEvent, or a missing required attribute (HTTP 400)
+        └── EventDataError (ValueError) event.data does not decode as its content type says (HTTP 400)
 
-Raised by handlers to steer delivery:
+HandlerTimeout                         funcd's own per-call timeout ran out (HTTP 504, ack RETRY); a handler's
+                                       own TimeoutError (from a socket, say) is an ordinary exception
+
+Raised by handlers to steer the reply:
   Retry      async: ask Dapr to redeliver (RETRY); HTTP: 503
   Drop       async: discard the event (DROP); HTTP: 422
   HTTPError  HTTP: answer with this status and message
@@ -30,20 +42,74 @@ class ContextError(FunctionsFrameworkError, ValueError):
         super().__init__(f"invalid {source} ({len(problems)} problem(s)):\n{lines}")
 
 
+class UsageError(FunctionsFrameworkError):
+    """A command-line argument or environment variable is wrong."""
+
+
 class FunctionLoadError(FunctionsFrameworkError):
     """The function's source or target cannot be loaded."""
+
+
+class SignatureError(FunctionLoadError):
+    """The function's parameters do not fit its signature type, or the signature cannot serve a trigger."""
 
 
 class PluginLoadError(FunctionsFrameworkError):
     """A plugin named by the context is not installed, or cannot be built."""
 
 
+class PortInUseError(FunctionsFrameworkError):
+    """A port funcd must listen on is held by another process."""
+
+
 class OutputError(FunctionsFrameworkError):
-    """Sending to an output, or using a state store, failed."""
+    """Sending to an output, or using a state store, failed.
+
+    ``temporary`` is True when trying again may work (the sidecar is down or busy): an async handler
+    that lets it escape gets RETRY, an HTTP one 503. A permanent error (an output or store the context
+    does not declare, data that cannot be encoded, a call Dapr refuses) gets DROP, or 500 over HTTP.
+    """
+
+    def __init__(self, message: str, *, temporary: bool = False) -> None:
+        super().__init__(message)
+        self.temporary = temporary
 
 
-class EventDataError(FunctionsFrameworkError, ValueError):
+class SidecarError(FunctionsFrameworkError):
+    """The local daprd cannot be found, started or reached."""
+
+
+class PublishError(FunctionsFrameworkError):
+    """``funcd publish`` cannot deliver the event to a running function."""
+
+
+class ScaffoldError(FunctionsFrameworkError):
+    """``funcd new`` cannot create the function."""
+
+
+class RequestError(FunctionsFrameworkError):
+    """A request or delivery is refused before the handler runs."""
+
+
+class BodyTooLarge(RequestError):
+    """The body exceeds the configured limit."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"body of {size} bytes exceeds the limit of {limit} bytes (--max-body)")
+
+
+class BadCloudEvent(RequestError, ValueError):
+    """A malformed CloudEvent, or one missing a required attribute."""
+
+
+class EventDataError(RequestError, ValueError):
     """The event's body does not decode as its content type says."""
+
+
+class HandlerTimeout(Exception):
+    """funcd's per-call timeout (``--timeout``) ran out before the handler finished."""
 
 
 class Retry(Exception):

@@ -10,21 +10,23 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs
 
 from .errors import EventDataError
 
 _UNSET: Any = object()
 
-TRIGGER_KINDS = ("http", "pubsub", "binding")
+TriggerKind = Literal["http", "pubsub", "binding"]
+TRIGGER_KINDS: tuple[TriggerKind, ...] = ("http", "pubsub", "binding")
+TRACE_KEYS = ("traceparent", "tracestate", "baggage")
 
 
 @dataclass(frozen=True)
 class Trigger:
     """What delivered the event."""
 
-    kind: str
+    kind: TriggerKind
     """``http``, ``pubsub`` or ``binding``."""
     name: str
     """The input's name (``http`` for the HTTP trigger)."""
@@ -77,6 +79,7 @@ class Event:
         "binding",
         "body",
         "content_type",
+        "environ",
         "extensions",
         "id",
         "metadata",
@@ -116,6 +119,7 @@ class Event:
         method: str = "",
         path: str = "",
         query_string: str = "",
+        environ: dict[str, Any] | None = None,
     ) -> None:
         self.id = id
         self.source = source
@@ -138,6 +142,8 @@ class Event:
         self.method = method
         self.path = path
         self.query_string = query_string
+        self.environ = environ
+        """The WSGI environ of an HTTP request (Flask-style signatures are served from it), else None."""
 
     @property
     def data(self) -> Any:
@@ -163,6 +169,30 @@ class Event:
     @property
     def is_cloudevent(self) -> bool:
         return bool(self.specversion)
+
+    @property
+    def trace_carrier(self) -> dict[str, str]:
+        """The inbound W3C trace context: ``traceparent``, ``tracestate`` and ``baggage``.
+
+        Read from the transport headers first (HTTP headers, gRPC metadata, a bulk entry's metadata),
+        then from the CloudEvent's extensions (where Dapr puts them in the envelope).
+        """
+        carrier: dict[str, str] = {}
+        headers = self.headers
+        extensions = self.extensions
+        for key in TRACE_KEYS:
+            value = headers.get(key) or extensions.get(key)
+            if value:
+                carrier[key] = str(value)
+        return carrier
+
+    @property
+    def trace_id(self) -> str:
+        """The trace id of the inbound ``traceparent``, or ''."""
+        tp = self.headers.get("traceparent") or self.extensions.get("traceparent") or ""
+        parts = str(tp).split("-")
+        valid = len(parts) == 4 and len(parts[1]) == 32 and parts[1] != "0" * 32
+        return parts[1] if valid else ""
 
     def json(self) -> Any:
         """The body parsed as JSON whatever the content type; raises ``EventDataError``."""

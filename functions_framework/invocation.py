@@ -1,10 +1,9 @@
-"""One call: pre hooks → handler → post hooks, with the result or exception mapped to an Outcome."""
+"""One call: pre hooks → adapter → reply → post hooks, with the result or exception mapped to an Outcome."""
 
 from __future__ import annotations
 
 import contextvars
 import enum
-import inspect
 import logging
 import os
 import threading
@@ -12,20 +11,23 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import Drop, EventDataError, HTTPError, Retry
-from .plugins import Hooks
+from .errors import Drop, EventDataError, HandlerTimeout, HTTPError, RequestError, Retry
 
 if TYPE_CHECKING:
     from .event import Event
+    from .plugins import Hooks
     from .runtime_context import RuntimeContext
+    from .signatures import Adapter
 
 log = logging.getLogger("functions_framework")
 
 current_invocation: contextvars.ContextVar[Invocation | None] = contextvars.ContextVar(
     "funcd_invocation", default=None
 )
+
+R = TypeVar("R")
 
 
 class Status(enum.Enum):
@@ -38,28 +40,39 @@ class Status(enum.Enum):
     ERROR = "error"
     """The handler raised any other exception."""
     TIMEOUT = "timeout"
-    """The handler did not finish in time."""
+    """The handler did not finish within funcd's timeout."""
     INVALID = "invalid"
-    """The event could not be decoded as the handler asked (``EventDataError``)."""
+    """The request or event was refused before the handler, or does not decode (``RequestError``)."""
 
 
 class Outcome:
-    """How a call ended."""
+    """How a call ended. ``reply`` is what the caller got: the HTTP status, or the Dapr ack."""
 
-    __slots__ = ("duration", "error", "result", "status")
+    __slots__ = ("duration", "error", "reply", "result", "status")
 
     def __init__(self, status: Status, result: Any = None, error: BaseException | None = None) -> None:
         self.status = status
         self.result = result
         self.error = error
         self.duration = 0.0
+        self.reply: int | str | None = None
+
+    @classmethod
+    def refused(cls, reply: int | str) -> Outcome:
+        """The outcome of a request or delivery refused before the handler ran."""
+        outcome = cls(Status.INVALID)
+        outcome.reply = reply
+        return outcome
 
     @property
     def ok(self) -> bool:
         return self.status is Status.SUCCESS
 
     def __repr__(self) -> str:
-        return f"Outcome({self.status.value}, error={self.error!r}, duration={self.duration:.6f})"
+        return (
+            f"Outcome({self.status.value}, reply={self.reply!r}, error={self.error!r}, "
+            f"duration={self.duration:.6f})"
+        )
 
 
 class Invocation:
@@ -78,10 +91,7 @@ class Invocation:
     @property
     def trace_id(self) -> str:
         """The W3C trace id of the incoming ``traceparent``, or ''."""
-        tp = self.event.headers.get("traceparent") or self.event.extensions.get("traceparent") or ""
-        parts = str(tp).split("-")
-        valid = len(parts) == 4 and len(parts[1]) == 32 and parts[1] != "0" * 32
-        return parts[1] if valid else ""
+        return self.event.trace_id
 
 
 def new_execution_id() -> str:
@@ -109,7 +119,7 @@ class _Loop:
 
 
 def run_coroutine(coro: Any, timeout: float | None = None) -> Any:
-    """Run a coroutine on the process's handler loop and wait for it (``TimeoutError`` on timeout)."""
+    """Run a coroutine on the process's handler loop and wait for it (``HandlerTimeout`` on timeout)."""
     import asyncio
 
     future = asyncio.run_coroutine_threadsafe(coro, _Loop.get())
@@ -117,10 +127,10 @@ def run_coroutine(coro: Any, timeout: float | None = None) -> Any:
         return future.result(timeout)
     except FutureTimeout:
         future.cancel()
-        raise TimeoutError from None
+        raise HandlerTimeout(f"the handler did not finish within {timeout:g}s") from None
 
 
-def _with_invocation(invocation: Invocation, call: Callable[[], Any]) -> Any:
+def _in_loop(invocation: Invocation, call: Callable[[], Any]) -> Any:
     async def run() -> Any:
         current_invocation.set(invocation)
         return await call()
@@ -128,70 +138,83 @@ def _with_invocation(invocation: Invocation, call: Callable[[], Any]) -> Any:
     return run()
 
 
+def _is_http_exception(exc: BaseException) -> bool:
+    """werkzeug's HTTPException (flask.abort), detected without importing werkzeug."""
+    return isinstance(getattr(exc, "code", None), int) and hasattr(exc, "get_response")
+
+
 class Invoker:
-    """Calls one handler with hooks, timeout and exception mapping. Thread-safe; one per worker."""
+    """Calls one adapter with hooks, timeout and exception mapping. Thread-safe; one per worker."""
 
     def __init__(
         self,
-        handler: Callable[..., Any],
+        adapter: Adapter,
         context: RuntimeContext,
         hooks: Hooks | None = None,
         timeout: float | None = None,
     ) -> None:
-        self.handler = handler
+        from .plugins import Hooks
+
+        self.adapter = adapter
         self.context = context
         self.hooks = hooks or Hooks()
         self.timeout = timeout if timeout and timeout > 0 else None
-        self.is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
-            getattr(handler, "__call__", None)  # noqa: B004 - async callable objects
-        )
+        self.is_async = adapter.is_async
         self._executor: ThreadPoolExecutor | None = None
         self._has_hooks = bool(self.hooks.pre or self.hooks.post)
 
     def invoke(
-        self, event: Event, execution_id: str, call: Callable[[], Any] | None = None
-    ) -> tuple[Invocation, Outcome]:
-        """Run one call. ``call`` overrides how the handler is called (e.g. with a Flask request)."""
+        self, event: Event, execution_id: str, reply: Callable[[Invocation, Outcome], R]
+    ) -> tuple[Invocation, Outcome, R]:
+        """Run one call; ``reply`` turns the outcome into the transport's answer (before post hooks)."""
         invocation = Invocation(self.context, event, execution_id)
         token = current_invocation.set(invocation)
         try:
             if self._has_hooks:
                 self.hooks.run_pre(invocation)
-            outcome = self._call(invocation, call)
+            outcome = self._call(invocation)
             outcome.duration = time.perf_counter() - invocation.started
+            answer = reply(invocation, outcome)
             if self._has_hooks:
                 self.hooks.run_post(invocation, outcome)
-            return invocation, outcome
+            return invocation, outcome, answer
         finally:
             current_invocation.reset(token)
 
-    def _call(self, invocation: Invocation, call: Callable[[], Any] | None) -> Outcome:
-        if call is None:
-            handler, ctx, event = self.handler, self.context, invocation.event
+    def _call(self, invocation: Invocation) -> Outcome:
+        adapter, ctx, event = self.adapter, self.context, invocation.event
 
-            def call() -> Any:
-                return handler(ctx, event)
+        def call() -> Any:
+            return adapter(ctx, event)
 
         try:
             if self.is_async:
-                result = run_coroutine(_with_invocation(invocation, call), self.timeout)
+                result = run_coroutine(_in_loop(invocation, call), self.timeout)
             elif self.timeout is None:
                 result = call()
             else:
                 result = self._call_with_timeout(call)
             return Outcome(Status.SUCCESS, result)
-        except TimeoutError as exc:
+        except HandlerTimeout as exc:
+            log.warning("%s", exc)
             return Outcome(Status.TIMEOUT, error=exc)
         except Retry as exc:
+            log.info("the handler asked for a retry%s", f": {exc}" if str(exc) else "")
             return Outcome(Status.RETRY, error=exc)
         except Drop as exc:
+            log.info("the handler dropped the event%s", f": {exc}" if str(exc) else "")
             return Outcome(Status.DROP, error=exc)
-        except EventDataError as exc:
+        except (EventDataError, RequestError) as exc:
+            log.info("invalid input: %s", exc)
             return Outcome(Status.INVALID, error=exc)
         except HTTPError as exc:
+            log.log(logging.WARNING if exc.status >= 500 else logging.INFO, "the handler answered %s", exc)
             return Outcome(Status.ERROR, error=exc)
         except Exception as exc:
-            log.error("the handler raised %s: %s", type(exc).__name__, exc, exc_info=exc)
+            if _is_http_exception(exc) and getattr(exc, "code", 500) < 500:
+                log.info("the handler answered %s", exc)
+            else:
+                log.error("the handler raised %s: %s", type(exc).__name__, exc, exc_info=exc)
             return Outcome(Status.ERROR, error=exc)
 
     def _call_with_timeout(self, call: Callable[[], Any]) -> Any:
@@ -202,4 +225,4 @@ class Invoker:
             return future.result(self.timeout)
         except FutureTimeout:
             future.cancel()
-            raise TimeoutError(f"the handler did not finish within {self.timeout:g}s") from None
+            raise HandlerTimeout(f"the handler did not finish within {self.timeout:g}s") from None

@@ -1,4 +1,17 @@
-"""Import the user's source, resolve the target, find ``init_context``."""
+"""Import the user's source, pick the signature, build ONE adapter, check arity and triggers.
+
+How the signature is picked (the rules in docs/authoring.md), first match wins:
+
+1. ``--signature-type`` / ``FUNCTION_SIGNATURE_TYPE``;
+2. a decorator: ``@http``, ``@cloud_event``, ``@typed``;
+3. the first parameter annotated ``UserContext`` → ``openfunction``;
+4. two parameters → ``funcd`` ``(context, event)``, or ``openfunction`` ``(context, data)`` when the
+   second is named ``data``;
+5. one parameter → ``http`` (Google's default: a Flask request), or ``openfunction`` when it is named
+   ``context`` or ``ctx``.
+
+The picked signature's arity is then checked, and so are the triggers the context declares.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +21,23 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .decorators import SIGNATURE_ATTR, SIGNATURES
-from .errors import FunctionLoadError
+from .decorators import ERROR_HANDLERS, SIGNATURE_ATTR
+from .errors import FunctionLoadError, SignatureError
+from .signatures import (
+    ADAPTERS,
+    NEEDS_FLASK,
+    SIGNATURE_TYPES,
+    Adapter,
+    SignatureType,
+    accepted_signatures,
+    describe,
+    positional_parameters,
+)
+
+if TYPE_CHECKING:
+    from .context import FunctionContext
 
 CONTEXT_FILES = ("function.yaml", "function.yml", "function.json")
 
@@ -32,12 +58,18 @@ class LoadedFunction:
 
     handler: Callable[..., Any]
     """The target callable."""
-    signature: str
-    """``event`` (handler(context, event)), ``http`` (Flask request) or ``cloudevent``."""
+    adapter: Adapter
+    """How every transport calls it."""
     init_context: Callable[..., Any] | None
     """The module's ``init_context(context)``, if any."""
     source: Path
+    """The Python file it was imported from."""
     target: str
+    """The target's name."""
+
+    @property
+    def signature(self) -> SignatureType:
+        return self.adapter.signature
 
 
 def find_source(path: str | Path) -> FunctionSource:
@@ -59,7 +91,14 @@ def find_source(path: str | Path) -> FunctionSource:
     raise FunctionLoadError(f"{p}: expected a Python file or a folder with main.py, found nothing there")
 
 
-def _import(source: Path) -> Any:
+def make_flask_app(target: str, folder: Path) -> Any:
+    """The function's Flask app, as Google's framework makes it: templates from ``folder/templates``."""
+    import flask
+
+    return flask.Flask(target, root_path=str(folder), template_folder=str(folder / "templates"))
+
+
+def _import(source: Path, flask_app: Any) -> Any:
     folder = str(source.parent)
     if folder not in sys.path:
         sys.path.insert(0, folder)
@@ -70,28 +109,113 @@ def _import(source: Path) -> Any:
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        if flask_app is not None:
+            with flask_app.app_context():  # flask.current_app works at import time, as in Google's
+                spec.loader.exec_module(module)
+        else:
+            spec.loader.exec_module(module)
     except Exception as exc:
         sys.modules.pop(name, None)
         raise FunctionLoadError(f"{source}: importing it raised {type(exc).__name__}: {exc}") from exc
     return module
 
 
-def _guess_signature(func: Callable[..., Any]) -> str:
+def pick_signature(func: Callable[..., Any], requested: str | None = None) -> SignatureType:
+    """The signature by the rules in this module's docstring. Raises ``SignatureError``."""
+    if requested is not None:
+        if requested not in SIGNATURE_TYPES:
+            raise SignatureError(
+                f"signature type: expected one of {', '.join(SIGNATURE_TYPES)}, got {requested!r}"
+            )
+        return requested  # type: ignore[return-value]
+    marked = getattr(func, SIGNATURE_ATTR, None)
+    if marked in SIGNATURE_TYPES:
+        return marked  # type: ignore[no-any-return]
+    params = positional_parameters(func)
+    if params and _annotation_name(params[0]) == "UserContext":
+        return "openfunction"
+    if len(params) == 2:
+        return "openfunction" if params[1].name == "data" else "funcd"
+    if len(params) == 1:
+        return "openfunction" if params[0].name in ("context", "ctx") else "http"
+    raise SignatureError(
+        f"{describe(func)}: takes {len(params)} positional parameter(s), which matches no signature; "
+        f"funcd accepts: {accepted_signatures()} (see docs/authoring.md, 'Signatures')"
+    )
+
+
+def _annotation_name(param: inspect.Parameter) -> str:
+    ann = param.annotation
+    if ann is inspect.Parameter.empty:
+        return ""
+    return ann.rsplit(".", 1)[-1] if isinstance(ann, str) else getattr(ann, "__name__", "")
+
+
+_ARITY: dict[SignatureType, tuple[int, ...]] = {
+    "funcd": (2,),
+    "http": (1,),
+    "cloudevent": (1,),
+    "typed": (1,),
+    "event": (2,),
+    "openfunction": (1, 2),
+}
+
+
+def check_arity(func: Callable[..., Any], signature: SignatureType) -> None:
+    """Refuse a function that cannot be called with the signature's arguments."""
     try:
-        params = inspect.signature(func).parameters.values()
+        sig = inspect.signature(func)
     except (TypeError, ValueError):
-        return "event"
+        return  # a builtin or C callable: nothing to check
+    params = list(sig.parameters.values())
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return "http" if len(positional) == 1 else "event"
+    required = [p for p in positional if p.default is p.empty]
+    required_kw = [p for p in params if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
+    counts = _ARITY[signature]
+    if not required_kw and any(len(required) <= n <= len(positional) for n in counts):
+        return
+    wants = " or ".join(str(n) for n in counts)
+    raise SignatureError(
+        f"{describe(func)}: a {signature!r} function takes {wants} positional parameter(s) "
+        f"{ADAPTERS[signature].parameters}, but this one declares {len(positional)}"
+        + (f" and required keyword-only {', '.join(p.name for p in required_kw)}" if required_kw else "")
+        + f"; funcd accepts: {accepted_signatures()}"
+    )
+
+
+def check_triggers(function: LoadedFunction, context: FunctionContext) -> None:
+    """Refuse at start-up a signature that cannot serve a trigger the context declares."""
+    adapter = function.adapter
+    wanted: list[tuple[str, str]] = []
+    if context.has_http:
+        wanted.append(("http", "the HTTP trigger"))
+    for name, comp in context.inputs.items():
+        kind = "pubsub" if comp.kind == "pubsub" else "binding"
+        what = f"topic {comp.topic!r} of {comp.component_name!r}" if comp.topic else comp.component_name
+        wanted.append((kind, f"the Dapr input {name!r} ({kind} {what})"))
+    for kind, what in wanted:
+        if kind not in adapter.triggers:
+            serving = ", ".join(s for s, a in ADAPTERS.items() if kind in a.triggers)
+            raise SignatureError(
+                f"{describe(function.handler)} is a {adapter.signature!r} function "
+                f"{adapter.parameters}, which cannot serve {what}; signatures that can: {serving}"
+            )
 
 
 def load_function(
-    source: str | Path, target: str = "handler", signature: str | None = None
+    source: str | Path,
+    target: str = "handler",
+    signature: str | None = None,
+    context: FunctionContext | None = None,
 ) -> LoadedFunction:
-    """Import ``source`` and return its ``target``. Raises ``FunctionLoadError`` saying what is there."""
+    """Import ``source``, pick ``target``'s signature and build its adapter. Raises ``FunctionLoadError``."""
     path = Path(source).resolve()
-    module = _import(path)
+    mentions_flask = b"flask" in path.read_bytes()
+    flask_app = make_flask_app(target, path.parent) if mentions_flask else None
+    del ERROR_HANDLERS[:]
+    module = _import(path, flask_app)
     func = getattr(module, target, None)
     if func is None or not callable(func):
         callables = sorted(
@@ -104,10 +228,31 @@ def load_function(
             f"{path}: expected a function named {target!r}, found {found}; "
             f"callables defined there: {', '.join(callables) or 'none'} (choose one with --target)"
         )
-    kind = signature or getattr(func, SIGNATURE_ATTR, None) or _guess_signature(func)
-    if kind not in SIGNATURES:
-        raise FunctionLoadError(f"signature type: expected one of {', '.join(SIGNATURES)}, got {kind!r}")
+    kind = pick_signature(func, signature)
+    check_arity(func, kind)
+    if flask_app is None and (kind in NEEDS_FLASK or ERROR_HANDLERS):
+        flask_app = make_flask_app(target, path.parent)
+    if flask_app is not None:
+        _register_flask(flask_app, func, kind)
     init = getattr(module, "init_context", None)
     if init is not None and not callable(init):
         raise FunctionLoadError(f"{path}: init_context: expected a function, got {type(init).__name__}")
-    return LoadedFunction(handler=func, signature=kind, init_context=init, source=path, target=target)
+    loaded = LoadedFunction(func, ADAPTERS[kind](func, flask_app), init, path, target)
+    if context is not None:
+        check_triggers(loaded, context)
+    return loaded
+
+
+def _register_flask(app: Any, func: Callable[..., Any], kind: SignatureType) -> None:
+    for args, kwargs, handler in ERROR_HANDLERS:
+        app.register_error_handler(*args, handler, **kwargs)
+    if kind != "http":
+        return
+    import flask
+
+    def view(path: str = "") -> Any:
+        return flask.make_response(func(flask.request))
+
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+    app.add_url_rule("/", "run", view, methods=methods, defaults={"path": ""})
+    app.add_url_rule("/<path:path>", "run_path", view, methods=methods)

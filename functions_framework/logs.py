@@ -24,6 +24,10 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "function": self.function_name,
         }
+        access = getattr(record, "access", None)
+        if access is not None:
+            line.update({k: v for k, v in access.items() if v not in ("", None)})
+            return json.dumps(line, default=str)
         invocation = current_invocation.get()
         if invocation is not None:
             line["execution_id"] = invocation.execution_id

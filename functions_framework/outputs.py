@@ -36,17 +36,26 @@ topic/operation or key, and the underlying error, which is chained as ``__cause_
 
 from __future__ import annotations
 
+import contextvars
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .errors import OutputError
+from .invocation import current_invocation
+from .plugins import OutboundCall
 
 if TYPE_CHECKING:
     from dapr.clients import DaprClient
 
     from .context import Component, FunctionContext, StateStore
+    from .settings import Settings
+
+_outbound_headers: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "funcd_outbound_headers", default=None
+)
+TEMPORARY_CODES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED"})
 
 __all__ = ["DaprOutputs", "DaprState", "encode"]
 
@@ -70,6 +79,40 @@ def encode(data: Any, where: str) -> tuple[bytes, str]:
         ) from exc
 
 
+def _is_temporary(exc: BaseException) -> bool:
+    """A gRPC failure that may pass on a retry (the sidecar down, slow or busy)."""
+    code = getattr(exc, "code", None)
+    if callable(code):
+        try:
+            return getattr(code(), "name", "") in TEMPORARY_CODES
+        except Exception:
+            return False
+    return isinstance(exc, (ConnectionError, TimeoutError))
+
+
+def _header_interceptor() -> Any:
+    """A gRPC client interceptor that sends the headers plugins added to the current outbound call."""
+    import grpc
+
+    class Details(grpc.ClientCallDetails):  # type: ignore[misc]
+        def __init__(self, base: Any, metadata: list[tuple[str, str]]) -> None:
+            self.method = base.method
+            self.timeout = base.timeout
+            self.metadata = metadata
+            self.credentials = base.credentials
+            self.wait_for_ready = getattr(base, "wait_for_ready", None)
+            self.compression = getattr(base, "compression", None)
+
+    class HeaderInterceptor(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+        def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+            headers = _outbound_headers.get()
+            if headers:
+                details = Details(details, [*(details.metadata or ()), *headers.items()])
+            return continuation(details, request)
+
+    return HeaderInterceptor()
+
+
 def _describe(exc: BaseException) -> str:
     """The gRPC status code and details of an RpcError, else the exception's type and text."""
     code, details = getattr(exc, "code", None), getattr(exc, "details", None)
@@ -82,14 +125,32 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def configure_sdk(settings: Settings) -> None:
+    """Set the Dapr SDK's own settings explicitly from funcd's (never through the environment)."""
+    from dapr.conf import settings as sdk  # type: ignore[attr-defined]
+
+    if settings.dapr_http_address:
+        sdk.DAPR_HTTP_ENDPOINT = f"http://{settings.dapr_http_address}"  # type: ignore[attr-defined]
+    if settings.dapr_api_token:
+        sdk.DAPR_API_TOKEN = settings.dapr_api_token  # type: ignore[attr-defined]
+
+
 class DaprOutputs:
     """``context.send`` / ``context.state`` through the Dapr sidecar's gRPC API."""
 
-    def __init__(self, function: FunctionContext, address: str | None = None) -> None:
+    def __init__(
+        self,
+        function: FunctionContext,
+        settings: Settings,
+        outbound: Callable[[OutboundCall], None] | None = None,
+    ) -> None:
         self.function = function
         """The FunctionContext whose ``outputs`` and ``states`` are used."""
-        self.address = address
+        self.settings = settings
+        self.address = settings.dapr_address
         """The sidecar's gRPC address, or ``None`` for the SDK's settings."""
+        self.outbound = outbound
+        """The plugins' outbound hook, called before every call to the sidecar."""
         self._client: DaprClient | None = None
         self._lock = threading.Lock()
         self._closed = False
@@ -101,18 +162,27 @@ class DaprOutputs:
             return client
         with self._lock:
             if self._closed:
-                raise OutputError(f"function {self.function.name!r}: Dapr outputs are closed")
+                raise OutputError(f"function {self.function.name!r}: Dapr outputs are closed", temporary=True)
             if self._client is None:
                 from dapr.clients import DaprClient
 
                 where = self.address or "the address in DAPR_GRPC_ENDPOINT/DAPR_GRPC_PORT"
+                configure_sdk(self.settings)
+                interceptors = [_header_interceptor()] if self.outbound is not None else None
                 try:
-                    self._client = DaprClient(address=self.address)
+                    self._client = DaprClient(address=self.address, interceptors=interceptors)
                 except Exception as exc:  # sidecar health timeout, bad address
                     raise OutputError(
-                        f"cannot connect to the Dapr sidecar at {where}: {_describe(exc)}"
+                        f"cannot connect to the Dapr sidecar at {where}: {_describe(exc)}", temporary=True
                     ) from exc
             return self._client
+
+    def prepare(self, call: OutboundCall) -> OutboundCall:
+        """Let plugins add metadata and headers to a call before it goes out."""
+        if self.outbound is not None:
+            call.invocation = current_invocation.get()
+            self.outbound(call)
+        return call
 
     def send(self, data: Any, output: str | None = None, metadata: dict[str, str] | None = None) -> list[Any]:
         targets = self._targets(output)
@@ -135,13 +205,18 @@ class DaprOutputs:
     def _send_one(
         self, component: Component, body: bytes, content_type: str, metadata: Mapping[str, str] | None
     ) -> Any:
-        merged = {**component.metadata, **(metadata or {})}
         operation = component.operation or DEFAULT_OPERATION
         if component.kind == "pubsub":
             action = f"publish to topic {component.topic!r} of pubsub {component.component_name!r}"
+            call = OutboundCall("publish", component.name, component.component_name, component.topic)
         else:
             action = f"invoke binding {component.component_name!r} operation {operation!r}"
+            call = OutboundCall("binding", component.name, component.component_name, operation)
+        call.metadata.update({**component.metadata, **(metadata or {})})
+        self.prepare(call)
+        merged = call.metadata
         client = self.client()
+        token = _outbound_headers.set(call.headers)
         try:
             if component.kind == "pubsub":
                 client.publish_event(
@@ -160,7 +235,12 @@ class DaprOutputs:
             )
             return bytes(response.data)
         except Exception as exc:
-            raise OutputError(f"send(output={component.name!r}): {action} failed: {_describe(exc)}") from exc
+            raise OutputError(
+                f"send(output={component.name!r}): {action} failed: {_describe(exc)}",
+                temporary=_is_temporary(exc),
+            ) from exc
+        finally:
+            _outbound_headers.reset(token)
 
     def state(self, name: str) -> DaprState:
         states = self.function.states
@@ -190,16 +270,28 @@ class DaprState:
     def _fail(self, op: str, exc: Exception) -> OutputError:
         return OutputError(
             f"state({self.store.name!r}).{op} on Dapr store {self.store.component_name!r} failed: "
-            f"{_describe(exc)}"
+            f"{_describe(exc)}",
+            temporary=_is_temporary(exc),
         )
+
+    def _call(self, op: str, run: Callable[[Any], Any]) -> Any:
+        """Run one state operation with the plugins' outbound headers; failures raise OutputError."""
+        call = self._outputs.prepare(
+            OutboundCall("state", self.store.name, self.store.component_name, op.split("(", 1)[0])
+        )
+        client = self._outputs.client()
+        token = _outbound_headers.set(call.headers)
+        try:
+            return run(client)
+        except Exception as exc:
+            raise self._fail(op, exc) from exc
+        finally:
+            _outbound_headers.reset(token)
 
     def get(self, key: str, default: Any = None) -> Any:
         """The value at ``key``, JSON-decoded when it is JSON; ``default`` when the key is absent."""
-        client = self._outputs.client()
-        try:
-            data = client.get_state(store_name=self.store.component_name, key=key).data
-        except Exception as exc:
-            raise self._fail(f"get({key!r})", exc) from exc
+        store = self.store.component_name
+        data = self._call(f"get({key!r})", lambda c: c.get_state(store_name=store, key=key).data)
         if not data:
             return default
         try:
@@ -210,19 +302,13 @@ class DaprState:
     def save(self, key: str, value: Any) -> None:
         """Store ``value`` at ``key``: bytes as is, anything else as JSON."""
         body = self._encode(value, f"save({key!r})")
-        client = self._outputs.client()
-        try:
-            client.save_state(store_name=self.store.component_name, key=key, value=body)
-        except Exception as exc:
-            raise self._fail(f"save({key!r})", exc) from exc
+        store = self.store.component_name
+        self._call(f"save({key!r})", lambda c: c.save_state(store_name=store, key=key, value=body))
 
     def delete(self, key: str) -> None:
         """Remove ``key``; removing a missing key is not an error."""
-        client = self._outputs.client()
-        try:
-            client.delete_state(store_name=self.store.component_name, key=key)
-        except Exception as exc:
-            raise self._fail(f"delete({key!r})", exc) from exc
+        store = self.store.component_name
+        self._call(f"delete({key!r})", lambda c: c.delete_state(store_name=store, key=key))
 
     def transaction(self, upserts: Mapping[str, Any] | None = None, deletes: list[str] | None = None) -> None:
         """Save ``upserts`` and delete ``deletes`` atomically (the store must support transactions)."""
@@ -240,11 +326,8 @@ class DaprState:
         ]
         if not operations:
             return
-        client = self._outputs.client()
-        try:
-            client.execute_state_transaction(store_name=self.store.component_name, operations=operations)
-        except Exception as exc:
-            raise self._fail(op, exc) from exc
+        store = self.store.component_name
+        self._call(op, lambda c: c.execute_state_transaction(store_name=store, operations=operations))
 
     def _encode(self, value: Any, op: str) -> bytes:
         if isinstance(value, (bytes, bytearray)):

@@ -10,6 +10,8 @@ from .errors import OutputError
 
 if TYPE_CHECKING:
     from .context import FunctionContext
+    from .plugins import Hooks
+    from .settings import Settings
 
 
 class Outputs(Protocol):
@@ -26,7 +28,11 @@ class RuntimeContext:
     """What a handler sees of the function it runs in. One per worker process."""
 
     def __init__(
-        self, function: FunctionContext, outputs: Outputs | None = None, dapr_address: str | None = None
+        self,
+        function: FunctionContext,
+        outputs: Outputs | None = None,
+        settings: Settings | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         self.function = function
         """The parsed FunctionContext."""
@@ -35,7 +41,8 @@ class RuntimeContext:
         self.logger = logging.getLogger(f"function.{function.name}")
         """A logger whose records carry the function name, execution id and trace id."""
         self._outputs = outputs
-        self._dapr_address = dapr_address
+        self._settings = settings
+        self._hooks = hooks
 
     @property
     def function_name(self) -> str:
@@ -54,8 +61,10 @@ class RuntimeContext:
                     "declare them under 'outputs'/'states' in its context (function.yaml)"
                 )
             from .outputs import DaprOutputs
+            from .settings import Settings
 
-            self._outputs = DaprOutputs(self.function, self._dapr_address)
+            outbound = self._hooks.outbound if self._hooks is not None and self._hooks.has_outbound else None
+            self._outputs = DaprOutputs(self.function, self._settings or Settings(), outbound)
         return self._outputs
 
     def send(self, data: Any, output: str | None = None, metadata: dict[str, str] | None = None) -> list[Any]:

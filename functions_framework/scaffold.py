@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import FunctionsFrameworkError
+from .errors import ScaffoldError
 
 MAIN = '''"""{name}: an HTTP function."""
 
@@ -54,12 +54,12 @@ Test it: `python -m pytest`.
 
 def scaffold(folder: Path, template: str = "http") -> list[Path]:
     if template != "http":
-        raise FunctionsFrameworkError(f"--template: expected 'http', got {template!r}")
+        raise ScaffoldError(f"--template: expected 'http', got {template!r}")
     if folder.exists() and any(folder.iterdir()):
-        raise FunctionsFrameworkError(f"{folder}: expected a new or empty folder, found files there")
+        raise ScaffoldError(f"{folder}: expected a new or empty folder, found files there")
     name = folder.name
     if not name.replace("-", "").replace("_", "").isalnum():
-        raise FunctionsFrameworkError(f"name: expected letters, digits, '-' or '_', got {name!r}")
+        raise ScaffoldError(f"name: expected letters, digits, '-' or '_', got {name!r}")
     folder.mkdir(parents=True, exist_ok=True)
     files = {
         "main.py": MAIN,

@@ -1,10 +1,14 @@
-"""Call a handler in a unit test, with no server, and see what it returned and sent.
+"""Call a function in a unit test, with no server, through the real WSGI app and delivery router.
 
 from functions_framework import testing
 
 result = testing.call("path/to/function", data={"name": "Ada"})
 assert result.status == 200 and result.json == {"message": "Hello, Ada!"}
 assert result.sent == [("sink", {"seen": ...}, {})]
+
+HTTP events go through the same WSGI app the server runs (status, headers and body are the server's);
+pub/sub and binding events go through the same router (``result.ack``). Outputs and state are recorded
+in memory and refuse what Dapr would refuse.
 """
 
 from __future__ import annotations
@@ -16,63 +20,105 @@ from pathlib import Path
 from typing import Any
 
 from .context import FunctionContext, parse_context_text
-from .decorators import SIGNATURE_ATTR
 from .errors import OutputError
 from .event import HTTP_TRIGGER, Event, Trigger
-from .invocation import Invoker, Outcome, Status, new_execution_id
-from .loader import LoadedFunction, _guess_signature, find_source, load_function
-from .response import to_http
-from .runtime.http import failure_status
+from .invocation import Invocation, Invoker, Outcome
+from .loader import LoadedFunction, check_arity, find_source, load_function, pick_signature
+from .outputs import encode
+from .plugins import Hooks
+from .replies import Ack
+from .runtime.delivery import Router
+from .runtime.http import HttpApp
+from .runtime.lifecycle import Lifecycle
 from .runtime_context import RuntimeContext
+from .settings import Settings
+from .signatures import ADAPTERS
 
 
 class MemoryState:
-    """A state store kept in memory, with the same methods as the Dapr-backed one."""
+    """A state store kept in memory, with the methods and the encoding of the Dapr-backed one."""
 
-    def __init__(self) -> None:
-        self.items: dict[str, Any] = {}
+    def __init__(self, name: str = "state") -> None:
+        self.name = name
+        self.items: dict[str, bytes] = {}
+
+    def _key(self, key: Any, op: str) -> str:
+        if not isinstance(key, str) or not key or "||" in key:
+            raise OutputError(
+                f"state({self.name!r}).{op}: expected a non-empty key without '||' (Dapr refuses it), "
+                f"got {key!r}"
+            )
+        return key
+
+    def _encode(self, value: Any, op: str) -> bytes:
+        if isinstance(value, (bytes, bytearray)):
+            return bytes(value)
+        try:
+            return json.dumps(value, allow_nan=False).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            raise OutputError(
+                f"state({self.name!r}).{op}: expected bytes or a JSON-serializable value, "
+                f"got {type(value).__name__} ({exc})"
+            ) from exc
 
     def get(self, key: str, default: Any = None) -> Any:
-        return self.items.get(key, default)
+        data = self.items.get(self._key(key, "get"))
+        if not data:
+            return default
+        try:
+            return json.loads(data)
+        except ValueError:
+            return data
 
     def save(self, key: str, value: Any) -> None:
-        self.items[key] = value
+        self.items[self._key(key, "save")] = self._encode(value, f"save({key!r})")
 
     def delete(self, key: str) -> None:
-        self.items.pop(key, None)
+        self.items.pop(self._key(key, "delete"), None)
 
     def transaction(self, upserts: Mapping[str, Any] | None = None, deletes: list[str] | None = None) -> None:
-        self.items.update(upserts or {})
-        for key in deletes or []:
+        staged = {
+            self._key(k, "transaction"): self._encode(v, "transaction") for k, v in (upserts or {}).items()
+        }
+        removed = [self._key(k, "transaction") for k in deletes or []]
+        self.items.update(staged)
+        for key in removed:
             self.items.pop(key, None)
 
 
 class RecordingOutputs:
-    """Records ``context.send`` calls instead of calling Dapr."""
+    """Records ``context.send`` calls instead of calling Dapr; refuses what ``DaprOutputs`` refuses."""
 
     def __init__(self, function: FunctionContext | None = None) -> None:
-        self.function = function
+        self.function = function or FunctionContext()
         self.sent: list[tuple[str, Any, dict[str, str]]] = []
         self.states: dict[str, MemoryState] = {}
 
-    def send(self, data: Any, output: str | None, metadata: dict[str, str] | None) -> list[Any]:
-        names = list(self.function.outputs) if self.function and self.function.outputs else None
+    def send(self, data: Any, output: str | None = None, metadata: dict[str, str] | None = None) -> list[Any]:
+        names = list(self.function.outputs)
+        where = f"send(output={output!r})" if output is not None else "send()"
         if output is None:
             if not names:
                 raise OutputError("send() with no output name: the context defines no outputs")
             targets = names
+        elif output not in names:
+            if not names:
+                raise OutputError(f"{where}: the context defines no outputs")
+            raise OutputError(f"{where}: expected one of {', '.join(names)}")
         else:
-            if names is not None and output not in names:
-                raise OutputError(f"send(output={output!r}): expected one of {', '.join(names)}")
             targets = [output]
+        encode(data, where)  # data Dapr could not be sent is refused here too
         for name in targets:
             self.sent.append((name, data, dict(metadata or {})))
         return [None for _ in targets]
 
     def state(self, name: str) -> MemoryState:
-        if self.function and self.function.states and name not in self.function.states:
-            raise OutputError(f"state({name!r}): expected one of {', '.join(self.function.states)}")
-        return self.states.setdefault(name, MemoryState())
+        states = self.function.states
+        if name not in states:
+            if not states:
+                raise OutputError(f"state({name!r}): the context defines no state stores")
+            raise OutputError(f"state({name!r}): expected one of {', '.join(states)}")
+        return self.states.setdefault(name, MemoryState(name))
 
     def close(self) -> None:
         pass
@@ -83,14 +129,19 @@ class Result:
     """What one call did."""
 
     outcome: Outcome
-    """How the call ended (status, result, error)."""
+    """How the call ended (status, result, error, reply)."""
     status: int
-    """The HTTP status it would have answered."""
+    """The HTTP status answered (0 for a pub/sub or binding delivery)."""
     headers: dict[str, str]
+    """Response headers (HTTP)."""
     body: bytes
+    """Response body (HTTP)."""
+    ack: Ack | None = None
+    """The Dapr ack of a pub/sub or binding delivery (SUCCESS, RETRY or DROP)."""
     sent: list[tuple[str, Any, dict[str, str]]] = field(default_factory=list)
     """(output, data, metadata) for every ``context.send``."""
     context: RuntimeContext | None = None
+    """The handler's context, to inspect state or send more."""
 
     @property
     def value(self) -> Any:
@@ -144,19 +195,60 @@ def make_event(
 
 
 def load(
-    function: str | Path | Callable[..., Any], target: str = "handler"
+    function: str | Path | Callable[..., Any], target: str = "handler", signature: str | None = None
 ) -> tuple[LoadedFunction, FunctionContext]:
-    """Load a function from a path (with its function.yaml) or wrap a callable."""
+    """Load a function from a path (with its function.yaml), or wrap a callable, as the server would."""
     if callable(function):
-        signature = getattr(function, SIGNATURE_ATTR, None) or _guess_signature(function)
-        return LoadedFunction(function, signature, None, Path("<callable>"), target), FunctionContext()
+        kind = pick_signature(function, signature)
+        check_arity(function, kind)
+        flask_app = None
+        if kind == "http":
+            from .loader import _register_flask, make_flask_app
+
+            flask_app = make_flask_app(target, Path.cwd())
+            _register_flask(flask_app, function, kind)
+        adapter = ADAPTERS[kind](function, flask_app)
+        return LoadedFunction(function, adapter, None, Path("<callable>"), target), FunctionContext()
     source = find_source(function)
     ctx = (
         parse_context_text(source.context_file.read_text(), str(source.context_file))
         if source.context_file
         else FunctionContext()
     )
-    return load_function(source.main, target), ctx
+    return load_function(source.main, target, signature), ctx
+
+
+class _Capture:
+    """A post hook that keeps the last call's outcome for the Result."""
+
+    name = "testing"
+
+    def __init__(self) -> None:
+        self.outcome: Outcome | None = None
+
+    def pre_hook(self, invocation: Invocation) -> None:
+        pass
+
+    def post_hook(self, invocation: Invocation, outcome: Outcome) -> None:
+        self.outcome = outcome
+
+
+def _environ(event: Event) -> dict[str, Any]:
+    from werkzeug.test import EnvironBuilder
+
+    headers = {k: v for k, v in event.headers.items() if k not in ("content-type", "content-length")}
+    builder = EnvironBuilder(
+        path=event.path or "/",
+        method=event.method or "POST",
+        headers=list(headers.items()),
+        data=event.body,
+        content_type=event.content_type or None,
+        query_string=event.query_string or None,
+    )
+    try:
+        return builder.get_environ()
+    finally:
+        builder.close()
 
 
 def call(
@@ -166,15 +258,18 @@ def call(
     data: Any = None,
     context: FunctionContext | None = None,
     target: str = "handler",
+    signature: str | None = None,
     init: bool = True,
+    debug: bool = False,
     **event_args: Any,
 ) -> Result:
-    """Call a handler once, as the runtime would, and return what happened.
+    """Call a function once, as the server would, and return what happened.
 
-    ``function`` is a handler, a .py file or a function folder. ``init_context`` runs first when
-    the module has one (``init=False`` skips it). Outputs are recorded in ``Result.sent``.
+    ``function`` is a handler, a .py file or a function folder. ``init_context`` runs first when the
+    module has one (``init=False`` skips it). An HTTP event goes through the server's WSGI app; a
+    pub/sub or binding event (``trigger=Trigger("pubsub", input_name)``) through its delivery router.
     """
-    loaded, file_context = load(function, target)
+    loaded, file_context = load(function, target, signature)
     fctx = context or file_context
     outputs = RecordingOutputs(fctx)
     rctx = RuntimeContext(fctx, outputs)
@@ -182,47 +277,40 @@ def call(
         from .runtime.serve import run_init_context
 
         run_init_context(loaded, rctx)
+    capture = _Capture()
+    invoker = Invoker(loaded.adapter, rctx, Hooks(post=(capture,), plugins=(capture,)))
+    settings = Settings(debug=debug, workers=1)
     ev = event or make_event(data, **event_args)
-    invoker = Invoker(loaded.handler, rctx)
-    call_override = _signature_call(loaded, ev)
-    _, outcome = invoker.invoke(ev, new_execution_id(), call=call_override)
-    if outcome.status is Status.SUCCESS:
-        status, header_list, body = _http_result(loaded, outcome.result)
+    if ev.trigger.kind == "http":
+        app = HttpApp(invoker, settings, Lifecycle())
+        reply: dict[str, Any] = {}
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+            reply["status"], reply["headers"] = int(status.split(" ", 1)[0]), headers
+
+        chunks = app(_environ(ev), start_response)
+        body = b"".join(chunks)
+        if hasattr(chunks, "close"):
+            chunks.close()
+        outcome = capture.outcome or Outcome.refused(reply["status"])
+        return Result(outcome, reply["status"], dict(reply["headers"]), body, None, outputs.sent, rctx)
+    router = Router(_with_input(fctx, ev), invoker, settings, Lifecycle())
+    answer = router.deliver(ev, lambda: f"event {ev.id!r}")
+    outcome = capture.outcome or Outcome.refused(answer)
+    return Result(outcome, 0, {}, b"", answer, outputs.sent, rctx)
+
+
+def _with_input(ctx: FunctionContext, event: Event) -> FunctionContext:
+    """The context, with an input for the event's trigger when the test's context lacks one."""
+    from dataclasses import replace
+
+    from .context import Component
+
+    name = event.trigger.name
+    if name in ctx.inputs:
+        return ctx
+    if event.trigger.kind == "pubsub":
+        comp = Component(name, event.pubsub_name or name, "pubsub.in-memory", topic=event.topic or name)
     else:
-        status, message = failure_status(outcome, debug=True)
-        header_list, body = [("Content-Type", "application/json")], json.dumps({"error": message}).encode()
-    return Result(outcome, status, dict(header_list), body, outputs.sent, rctx)
-
-
-def _signature_call(loaded: LoadedFunction, ev: Event) -> Callable[[], Any] | None:
-    if loaded.signature == "http":
-        import flask
-
-        app = flask.Flask("funcd.testing")
-
-        def run_http() -> Any:
-            with app.test_request_context(
-                ev.path,
-                method=ev.method or "POST",
-                data=ev.body,
-                headers=dict(ev.headers),
-                query_string=ev.query_string,
-            ):
-                return flask.make_response(loaded.handler(flask.request))
-
-        return run_http
-    if loaded.signature == "cloudevent":
-        from cloudevents.http import CloudEvent
-
-        attrs = {"type": ev.type or "funcd.test", "source": ev.source or "funcd/testing", "id": ev.id or "1"}
-        ce = CloudEvent(attrs, ev.data)
-        return lambda: loaded.handler(ce)
-    return None
-
-
-def _http_result(loaded: LoadedFunction, result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
-    if loaded.signature == "http":
-        return result.status_code, list(result.headers.items()), result.get_data()
-    if loaded.signature == "cloudevent":
-        return 200, [], b"OK"
-    return to_http(result)
+        comp = Component(name, event.binding or name, "bindings.test")
+    return replace(ctx, inputs={**ctx.inputs, name: comp})

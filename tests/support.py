@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import requests
@@ -38,7 +39,8 @@ class Server:
         self.lines: list[str] = []
         self.port = 0
         self._bound = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -66,6 +68,20 @@ class Server:
             except ValueError:
                 continue
         return out
+
+    def wait_for_log(self, predicate: Callable[[dict], bool], timeout: float = 10.0) -> dict:
+        """The first JSON log line matching ``predicate``, waiting for it at most ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in self.json_logs():
+                if predicate(line):
+                    return line
+            if time.monotonic() >= deadline or self.proc.poll() is not None and not self._reading():
+                raise AssertionError(f"no matching log line within {timeout}s:\n{self.output}")
+            time.sleep(0.01)
+
+    def _reading(self) -> bool:
+        return self._reader.is_alive()
 
     def wait_ready(self, timeout: float = 30.0) -> Server:
         deadline = time.monotonic() + timeout

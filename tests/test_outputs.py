@@ -17,6 +17,7 @@ from functions_framework.context import Component, FunctionContext, StateStore
 from functions_framework.errors import OutputError
 from functions_framework.outputs import DaprOutputs, DaprState
 from functions_framework.runtime_context import RuntimeContext
+from functions_framework.settings import Settings
 
 if TYPE_CHECKING:
     from tests.fakes.dapr_api import DaprApiFake
@@ -47,7 +48,7 @@ CTX = FunctionContext(
 
 @pytest.fixture
 def outputs(dapr_api: DaprApiFake) -> Iterator[DaprOutputs]:
-    out = DaprOutputs(CTX, address=dapr_api.address)
+    out = DaprOutputs(CTX, Settings(dapr_address=dapr_api.address))
     yield out
     out.close()
 
@@ -135,7 +136,7 @@ def test_unknown_output_name_lists_the_outputs(outputs: DaprOutputs, dapr_api: D
 
 
 def test_no_outputs_at_all() -> None:
-    empty = DaprOutputs(FunctionContext(name="bare"))
+    empty = DaprOutputs(FunctionContext(name="bare"), Settings())
     with pytest.raises(OutputError, match="defines no outputs"):
         empty.send({}, None, None)
     with pytest.raises(OutputError, match=r"send\(output='x'\): the context defines no outputs"):
@@ -229,7 +230,7 @@ def test_unknown_state_store_lists_the_stores(outputs: DaprOutputs) -> None:
     with pytest.raises(OutputError, match=r"^state\('other'\): expected one of cache$"):
         outputs.state("other")
     with pytest.raises(OutputError, match="defines no state stores"):
-        DaprOutputs(FunctionContext()).state("cache")
+        DaprOutputs(FunctionContext(), Settings()).state("cache")
 
 
 @pytest.mark.parametrize("method", ["GetState", "SaveState", "DeleteState", "ExecuteStateTransaction"])
@@ -263,15 +264,17 @@ def test_unserializable_state_value(outputs: DaprOutputs) -> None:
 
 
 def test_client_is_created_lazily(dapr_api: DaprApiFake) -> None:
-    dead = DaprOutputs(CTX, address=f"127.0.0.1:{free_port()}")  # nothing listens there
+    dead = DaprOutputs(CTX, Settings(dapr_address=f"127.0.0.1:{free_port()}"))  # nothing listens there
     assert dapr_api.health_checks == 0
     cache = dead.state("cache")  # still nothing
     assert dapr_api.health_checks == 0
     with pytest.raises(OutputError, match="UNAVAILABLE") as err:
         dead.send("x", "orders", None)
     assert isinstance(err.value.__cause__, grpc.RpcError)
-    with pytest.raises(OutputError, match=r"state\('cache'\)\.get\('k'\).*UNAVAILABLE"):
+    assert err.value.temporary  # the sidecar is down: retrying may work
+    with pytest.raises(OutputError, match=r"state\('cache'\)\.get\('k'\).*UNAVAILABLE") as err:
         cache.get("k")
+    assert err.value.temporary
     dead.close()
 
 
@@ -284,13 +287,13 @@ def test_importing_outputs_does_not_import_the_sdk() -> None:
 def test_client_is_reused_across_calls_and_threads(dapr_api: DaprApiFake) -> None:
     # DaprClient() probes the sidecar's health when it is built (its HTTP invocation client probes
     # again): count the probes of one construction, then check concurrent use costs no more.
-    one = DaprOutputs(CTX, address=dapr_api.address)
+    one = DaprOutputs(CTX, Settings(dapr_address=dapr_api.address))
     one.client()
     one.close()
     probes_per_client = dapr_api.health_checks
     assert probes_per_client >= 1
 
-    out = DaprOutputs(CTX, address=dapr_api.address)
+    out = DaprOutputs(CTX, Settings(dapr_address=dapr_api.address))
     barrier = threading.Barrier(12)
     errors: list[BaseException] = []
 
@@ -318,9 +321,9 @@ def test_client_is_reused_across_calls_and_threads(dapr_api: DaprApiFake) -> Non
 
 
 def test_close_closes_the_client(dapr_api: DaprApiFake) -> None:
-    out = DaprOutputs(CTX, address=dapr_api.address)
+    out = DaprOutputs(CTX, Settings(dapr_address=dapr_api.address))
     out.close()  # never used: nothing to close
-    out = DaprOutputs(CTX, address=dapr_api.address)
+    out = DaprOutputs(CTX, Settings(dapr_address=dapr_api.address))
     out.send("x", "orders", None)
     client = out.client()
     out.close()
@@ -335,7 +338,7 @@ def test_close_closes_the_client(dapr_api: DaprApiFake) -> None:
 def test_sidecar_not_ready_is_an_output_error(dapr_api: DaprApiFake, monkeypatch: pytest.MonkeyPatch) -> None:
     dapr_api.healthy = False
     monkeypatch.setenv("DAPR_HEALTH_TIMEOUT", "1")
-    out = DaprOutputs(CTX, address=dapr_api.address)
+    out = DaprOutputs(CTX, Settings(dapr_address=dapr_api.address))
     with pytest.raises(OutputError, match=r"cannot connect to the Dapr sidecar at 127\.0\.0\.1") as err:
         out.send("x", "orders", None)
     assert isinstance(err.value.__cause__, TimeoutError)
@@ -347,7 +350,7 @@ def test_sidecar_not_ready_is_an_output_error(dapr_api: DaprApiFake, monkeypatch
 def test_api_token_is_sent_when_set(dapr_api: DaprApiFake, monkeypatch: pytest.MonkeyPatch) -> None:
     dapr_api.token = "s3cret"
     monkeypatch.setenv("DAPR_API_TOKEN", "s3cret")
-    out = DaprOutputs(CTX, address=dapr_api.address)
+    out = DaprOutputs(CTX, Settings(dapr_address=dapr_api.address))
     out.send({"a": 1}, "orders", None)
     out.state("cache").save("k", 1)
     assert dapr_api.published[0].api_token == "s3cret"
@@ -359,13 +362,13 @@ def test_wrong_or_missing_api_token_is_rejected(
     dapr_api: DaprApiFake, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dapr_api.token = "s3cret"
-    out = DaprOutputs(CTX, address=dapr_api.address)
+    out = DaprOutputs(CTX, Settings(dapr_address=dapr_api.address))
     with pytest.raises(OutputError, match="UNAUTHENTICATED") as err:
         out.send({"a": 1}, "orders", None)
     assert err.value.__cause__.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[union-attr]
     out.close()
     monkeypatch.setenv("DAPR_API_TOKEN", "wrong")
-    out = DaprOutputs(CTX, address=dapr_api.address)
+    out = DaprOutputs(CTX, Settings(dapr_address=dapr_api.address))
     with pytest.raises(OutputError, match="UNAUTHENTICATED"):
         out.send({"a": 1}, "orders", None)
     out.close()
@@ -373,7 +376,7 @@ def test_wrong_or_missing_api_token_is_rejected(
 
 
 def test_address_none_uses_the_sdk_settings(dapr_api: DaprApiFake) -> None:
-    out = DaprOutputs(CTX)  # the fixture set DAPR_GRPC_ENDPOINT / DAPR_HTTP_ENDPOINT
+    out = DaprOutputs(CTX, Settings())  # the fixture set DAPR_GRPC_ENDPOINT / DAPR_HTTP_ENDPOINT
     assert out.send("x", "orders", None) == [None]
     out.close()
 
@@ -382,14 +385,15 @@ def test_address_none_uses_the_sdk_settings(dapr_api: DaprApiFake) -> None:
 
 
 def test_runtime_context_send_and_state(dapr_api: DaprApiFake) -> None:
-    rctx = RuntimeContext(CTX, DaprOutputs(CTX, address=dapr_api.address))
+    rctx = RuntimeContext(CTX, DaprOutputs(CTX, Settings(dapr_address=dapr_api.address)))
     assert rctx.send({"order": 7}, output="orders", metadata={"partitionKey": "p"}) == [None]
     rctx.state("cache").save("last", {"order": 7})
     assert rctx.state("cache").get("last") == {"order": 7}
     assert dapr_api.published[0].data == b'{"order": 7}'
     assert dapr_api.published[0].metadata["partitionKey"] == "p"
-    with pytest.raises(OutputError, match="expected one of orders, sink, log"):
+    with pytest.raises(OutputError, match="expected one of orders, sink, log") as err:
         rctx.send({}, output="missing")
+    assert not err.value.temporary  # an undeclared output never works: do not retry
     rctx.close()
     with pytest.raises(OutputError, match="closed"):
         rctx.send({}, output="orders")

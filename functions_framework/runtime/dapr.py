@@ -17,14 +17,15 @@ from dapr.proto import appcallback_service_v1, appcallback_v1
 
 from ..context import Component
 from ..event import Event
-from .delivery import Ack, Router, binding_event, pubsub_event
+from ..replies import Ack
+from .delivery import Router, binding_event, pubsub_event
 
 log = logging.getLogger("functions_framework.dapr")
 
-_STATUS = {
-    Ack.SUCCESS: appcallback_v1.TopicEventResponse.SUCCESS,
-    Ack.RETRY: appcallback_v1.TopicEventResponse.RETRY,
-    Ack.DROP: appcallback_v1.TopicEventResponse.DROP,
+_STATUS: dict[Ack, Any] = {
+    "SUCCESS": appcallback_v1.TopicEventResponse.SUCCESS,
+    "RETRY": appcallback_v1.TopicEventResponse.RETRY,
+    "DROP": appcallback_v1.TopicEventResponse.DROP,
 }
 _RESPONSES = {ack: appcallback_v1.TopicEventResponse(status=status) for ack, status in _STATUS.items()}
 
@@ -83,7 +84,7 @@ class AppCallback(
         comp = self.router.topic_input(request.pubsub_name, request.topic)
         if comp is None:
             log.warning("no input subscribes to %s/%s; ack DROP", request.pubsub_name, request.topic)
-            return _RESPONSES[Ack.DROP]
+            return _RESPONSES["DROP"]
         event = _cloudevent(comp, request, request, lambda: dict(context.invocation_metadata()))
         ack = self.router.deliver(
             event, lambda: f"event {request.id!r} on {request.pubsub_name}/{request.topic}"
@@ -94,7 +95,7 @@ class AppCallback(
         comp = self.router.topic_input(request.pubsub_name, request.topic)
         statuses = []
         for entry in request.entries:
-            ack = Ack.DROP if comp is None else self._bulk_entry(comp, request, entry, context)
+            ack: Ack = "DROP" if comp is None else self._bulk_entry(comp, request, entry, context)
             statuses.append(
                 appcallback_v1.TopicEventBulkResponseEntry(entry_id=entry.entry_id, status=_STATUS[ack])
             )
@@ -102,7 +103,7 @@ class AppCallback(
 
     OnBulkTopicEventAlpha1 = OnBulkTopicEvent
 
-    def _bulk_entry(self, comp: Component, request: Any, entry: Any, context: Any) -> str:
+    def _bulk_entry(self, comp: Component, request: Any, entry: Any, context: Any) -> Ack:
         if entry.HasField("cloud_event"):
             event = _cloudevent(comp, entry.cloud_event, request, dict(entry.metadata))
         else:
@@ -129,7 +130,7 @@ class AppCallback(
             comp, request.data, request.metadata, lambda: dict(context.invocation_metadata())
         )
         ack = self.router.deliver(event, lambda: f"binding event from {request.name!r}")
-        if ack == Ack.RETRY:
+        if ack == "RETRY":
             context.abort(grpc.StatusCode.UNAVAILABLE, "the function asked for a retry")
         return appcallback_v1.BindingEventResponse()
 
@@ -162,8 +163,9 @@ class TokenCheck(grpc.ServerInterceptor):  # type: ignore[misc]
 
 def start_appcallback(router: Router, host: str, port: int, threads: int) -> grpc.Server:
     """Start the AppCallback server on ``host:port`` (shared by workers) and return it."""
-    limit = router.options.max_body + 1024 * 1024
-    interceptors = [TokenCheck(router.options.app_token)] if router.options.app_token else []
+    limit = router.settings.max_body + 1024 * 1024
+    token = router.settings.app_token
+    interceptors = [TokenCheck(token)] if token else []
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="funcd-dapr"),
         interceptors=interceptors,

@@ -13,13 +13,14 @@ import hmac
 import json
 from typing import Any
 
+from ..errors import BodyTooLarge
 from ..event import Event
-from .delivery import Ack, Router, binding_event, log, pubsub_event
+from ..replies import HttpReply, binding_http_status
+from .delivery import Router, binding_event, pubsub_event
 
 TOPIC_PREFIX = "/dapr/topics/"
 BINDING_PREFIX = "/dapr/bindings/"
 
-Reply = tuple[int, list[tuple[str, str]], bytes]
 _JSON = [("Content-Type", "application/json")]
 
 
@@ -32,8 +33,8 @@ def _describe(body: bytes) -> str:
     return f"event {ce.get('id')!r}" if isinstance(ce, dict) and ce.get("id") else "event"
 
 
-def _reply(status: int, body: Any) -> Reply:
-    return status, list(_JSON), json.dumps(body).encode()
+def _reply(status: int, body: Any) -> HttpReply:
+    return HttpReply(status, list(_JSON), json.dumps(body).encode())
 
 
 class DaprHttpRoutes:
@@ -59,52 +60,46 @@ class DaprHttpRoutes:
     def owns(self, path: str) -> bool:
         return path.startswith("/dapr/") or path in self.binding_routes
 
-    def handle(self, environ: dict[str, Any], body: bytes, headers: dict[str, str]) -> Reply:
-        token = self.router.options.app_token
+    def handle(self, environ: dict[str, Any], body: bytes, headers: dict[str, str]) -> HttpReply:
+        token = self.router.settings.app_token
         if token and not hmac.compare_digest(headers.get("dapr-api-token", "").encode(), token.encode()):
             return _reply(401, {"error": "missing or wrong dapr-api-token"})
         path = environ.get("PATH_INFO") or "/"
         method = environ.get("REQUEST_METHOD", "GET")
         if path == "/dapr/subscribe" and method == "GET":
-            return 200, list(_JSON), self._subscribe
+            return HttpReply(200, list(_JSON), self._subscribe)
         if path == "/dapr/config" and method == "GET":
             return _reply(200, {})
         if path in self.by_route and method == "POST":
             return self._topic(self.by_route[path], environ, body, headers)
         if path in self.binding_routes:
             if method == "OPTIONS":
-                return 200, [], b""
+                return HttpReply(200, [], b"")
             comp = self.binding_routes[path]
             event = binding_event(comp, body, headers, headers)
             ack = self.router.deliver(event, lambda: f"binding event from {comp.component_name!r}")
-            return (
-                (200, [], b"")
-                if ack != Ack.RETRY
-                else _reply(503, {"error": "the function asked for a retry"})
-            )
+            status = binding_http_status(ack)
+            if status == 200:
+                return HttpReply(200, [], b"")
+            return _reply(status, {"error": "the function asked for a retry"})
         return _reply(404, {"error": f"no Dapr route {method} {path}"})
 
-    def too_large(self, environ: dict[str, Any], size: int, limit: int) -> Reply:
+    def too_large(self, environ: dict[str, Any], exc: BodyTooLarge) -> HttpReply:
         """An event whose body exceeds the limit: logged and acked like any invalid event."""
         path = environ.get("PATH_INFO") or "/"
         comp = self.by_route.get(path)
         if comp is None:
-            return _reply(413, {"error": f"body of {size} bytes exceeds the limit of {limit} bytes"})
-        ack = self.router.invalid_ack
-        log.warning(
-            "event on %s/%s: body of %d bytes exceeds the limit of %d bytes; ack %s",
-            comp.component_name, comp.topic, size, limit, ack,
-        )  # fmt: skip
+            return _reply(413, {"error": str(exc)})
+        where = f"event on {comp.component_name}/{comp.topic}"
+        ack = self.router.reject(comp, f"{where}: {exc}", reason="too_large")
         return _reply(200, {"status": ack})
 
-    def _topic(self, comp: Any, environ: dict[str, Any], body: bytes, headers: dict[str, str]) -> Reply:
+    def _topic(self, comp: Any, environ: dict[str, Any], body: bytes, headers: dict[str, str]) -> HttpReply:
         content_type = environ.get("CONTENT_TYPE", "")
         event = self._parse(comp, content_type, body, headers)
         if isinstance(event, str):
-            ack = self.router.invalid_ack
-            log.warning(
-                "%s on %s/%s: %s; ack %s", _describe(body), comp.component_name, comp.topic, event, ack
-            )
+            where = f"{_describe(body)} on {comp.component_name}/{comp.topic}"
+            ack = self.router.reject(comp, f"{where}: {event}", headers)
         else:
             ack = self.router.deliver(
                 event, lambda: f"event {event.id!r} on {comp.component_name}/{comp.topic}"

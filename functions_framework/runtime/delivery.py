@@ -1,59 +1,37 @@
-"""Async deliveries (pub/sub, bindings) shared by both Dapr app protocols: routing, Event, ack mapping.
+"""Async deliveries (pub/sub, bindings) shared by both Dapr app protocols: routing, Event, acks.
 
-Ack mapping: SUCCESS → SUCCESS, ``Retry`` → RETRY, ``Drop`` → DROP, any other exception → RETRY
-(``on_error``), a timeout → RETRY, an event that does not decode (``EventDataError``) or is too
-large → DROP (``on_invalid``). While draining, new deliveries get RETRY so that Dapr redelivers them.
+The ack of every outcome comes from ``replies.ack``; deliveries refused before the handler (too large,
+malformed) get ``on_invalid`` and reach the plugins' ``rejected`` hook.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from ..context import Component, FunctionContext
 from ..event import Event, Trigger
-from ..invocation import Invoker, Status, new_execution_id
+from ..invocation import Invocation, Invoker, Outcome, Status, new_execution_id
+from ..plugins import Rejected
+from ..replies import Ack, AckPolicy, ack
+from ..settings import Settings
 from .lifecycle import Lifecycle
 
 log = logging.getLogger("functions_framework.dapr")
-
-ACKS = ("retry", "drop")
-
-
-@dataclass(frozen=True)
-class AsyncOptions:
-    """Settings of the Dapr runtime."""
-
-    app_protocol: str = "grpc"
-    """How daprd calls the app: ``grpc`` (AppCallback) or ``http``."""
-    on_error: str = "retry"
-    """Ack for a handler that raised anything but Retry/Drop: ``retry`` or ``drop``."""
-    on_invalid: str = "drop"
-    """Ack for an event that does not decode or exceeds ``max_body``: ``retry`` or ``drop``."""
-    max_body: int = 32 * 1024 * 1024
-    """Largest event payload accepted, in bytes."""
-    app_token: str | None = None
-    """When set, calls without this ``dapr-api-token`` are refused (UNAUTHENTICATED / 401)."""
-
-
-class Ack:
-    SUCCESS = "SUCCESS"
-    RETRY = "RETRY"
-    DROP = "DROP"
 
 
 class Router:
     """Finds the input a delivery belongs to and turns its outcome into an ack."""
 
     def __init__(
-        self, context: FunctionContext, invoker: Invoker, options: AsyncOptions, lifecycle: Lifecycle
+        self, context: FunctionContext, invoker: Invoker, settings: Settings, lifecycle: Lifecycle
     ) -> None:
         self.context = context
         self.invoker = invoker
-        self.options = options
+        self.settings = settings
         self.lifecycle = lifecycle
+        self.policy: AckPolicy = settings.ack_policy
         self.topics: dict[tuple[str, str], Component] = {}
         self.bindings: dict[str, Component] = {}
         for comp in context.inputs.values():
@@ -61,47 +39,60 @@ class Router:
                 self.topics[(comp.component_name, comp.topic)] = comp
             else:
                 self.bindings[comp.component_name] = comp
-        self._on_error = Ack.DROP if options.on_error == "drop" else Ack.RETRY
-        self.invalid_ack = Ack.RETRY if options.on_invalid == "retry" else Ack.DROP
+
+    @property
+    def invalid_ack(self) -> Ack:
         """The ack for an event that cannot be decoded or is too large."""
+        return self.policy.on_invalid
 
     def topic_input(self, pubsub_name: str, topic: str) -> Component | None:
         return self.topics.get((pubsub_name, topic))
 
-    def deliver(self, event: Event, describe: Callable[[], str]) -> str:
+    def reject(
+        self,
+        comp: Component,
+        message: str,
+        headers: Mapping[str, str] | None = None,
+        execution_id: str = "",
+        reason: str = "invalid_delivery",
+    ) -> Ack:
+        """Refuse a delivery before the handler: log it, tell the plugins, ack ``on_invalid``."""
+        ack_ = self.policy.on_invalid
+        log.warning("%s; ack %s", message, ack_)
+        trigger = Trigger("pubsub" if comp.kind == "pubsub" else "binding", comp.name)
+        self.invoker.hooks.rejected(
+            Rejected(reason, trigger, ack_, message, dict(headers or {}), execution_id)  # type: ignore[arg-type]
+        )
+        return ack_
+
+    def deliver(self, event: Event, describe: Callable[[], str]) -> Ack:
         """Run the handler for one delivery and return its ack (SUCCESS, RETRY or DROP)."""
-        if self.lifecycle.draining:
-            log.info("draining: asking Dapr to redeliver %s", describe())
-            return Ack.RETRY
-        if len(event.body) > self.options.max_body:
-            log.warning(
-                "%s: payload of %d bytes exceeds the limit of %d bytes; ack %s",
-                describe(),
-                len(event.body),
-                self.options.max_body,
-                self.invalid_ack,
+        if len(event.body) > self.settings.max_body:
+            comp = self.context.inputs[event.trigger.name]
+            return self.reject(
+                comp,
+                f"{describe()}: payload of {len(event.body)} bytes exceeds the limit of "
+                f"{self.settings.max_body} bytes",
+                event.headers,
+                event.id,
+                "too_large",
             )
-            return self.invalid_ack
         self.lifecycle.enter()
         try:
-            _, outcome = self.invoker.invoke(event, event.id or new_execution_id())
+            _, _, answer = self.invoker.invoke(event, event.id or new_execution_id(), self._ack)
         finally:
             self.lifecycle.leave()
-        status = outcome.status
-        if status is Status.SUCCESS:
-            return Ack.SUCCESS
-        if status is Status.RETRY:
-            return Ack.RETRY
-        if status is Status.DROP:
-            log.info("%s: the handler dropped it", describe())
-            return Ack.DROP
-        if status is Status.INVALID:
-            log.warning("%s: %s; ack %s", describe(), outcome.error, self.invalid_ack)
-            return self.invalid_ack
-        if status is Status.TIMEOUT:
-            log.warning("%s: %s; ack RETRY", describe(), outcome.error)
-            return Ack.RETRY
-        return self._on_error
+        return answer
+
+    def _ack(self, invocation: Invocation, outcome: Outcome) -> Ack:
+        answer = ack(outcome, self.policy)
+        outcome.reply = answer
+        if answer != "SUCCESS":
+            event = invocation.event
+            where = f"{event.trigger.kind} {event.trigger.name!r}, event {event.id!r}"
+            level = logging.WARNING if outcome.status is Status.INVALID else logging.INFO
+            log.log(level, "%s: %s; ack %s", where, outcome.error or outcome.status.value, answer)
+        return answer
 
 
 def pubsub_event(

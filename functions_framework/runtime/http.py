@@ -1,22 +1,22 @@
-"""The HTTP runtime: a lean WSGI app for ``handler(context, event)``, Flask for ``@http`` handlers.
+"""The HTTP runtime: one WSGI app per worker for every signature.
 
-Every path and method go to the function, except the reserved health and readiness paths.
+Health and readiness paths, plugin routes and the Dapr HTTP app protocol routes answer first; every other
+path and method go to the function through its adapter. Replies come from ``replies.py``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import traceback
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import HTTPError
-from ..event import Event, Trigger
+from ..errors import BadCloudEvent, BodyTooLarge, RequestError
+from ..event import HTTP_TRIGGER, Event
 from ..invocation import Invocation, Invoker, Outcome, Status, new_execution_id
-from ..loader import LoadedFunction
-from ..response import to_http
+from ..plugins import Hooks, Rejected, RejectReason, WsgiApp
+from ..replies import HttpReply, error_reply, failure, http_reply
+from ..settings import Settings
 from .lifecycle import Lifecycle
 
 if TYPE_CHECKING:
@@ -25,8 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("functions_framework.http")
 
 EXECUTION_ID_HEADER = "Function-Execution-Id"
-_EXECUTION_ID_ENVIRON = "HTTP_FUNCTION_EXECUTION_ID"
-HTTP_TRIGGER = Trigger("http", "http")
+EXECUTION_ID_ENVIRON = "HTTP_FUNCTION_EXECUTION_ID"
 
 StartResponse = Callable[..., Any]
 
@@ -54,25 +53,8 @@ def status_line(status: int) -> str:
     return f"{status} {reason}"
 
 
-@dataclass(frozen=True)
-class HttpOptions:
-    """Settings of the HTTP runtime."""
-
-    max_body: int = 32 * 1024 * 1024
-    """Largest request body accepted, in bytes; larger ones get 413."""
-    health_path: str = "/healthz"
-    """Liveness path: 200 while the process serves."""
-    ready_path: str = "/readyz"
-    """Readiness path: 200, or 503 once draining has begun."""
-    debug: bool = False
-    """Put exception details and tracebacks in error responses."""
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
 def read_body(environ: dict[str, Any], limit: int) -> bytes:
+    """The request body; ``BodyTooLarge`` over ``limit`` bytes."""
     length = environ.get("CONTENT_LENGTH")
     stream = environ["wsgi.input"]
     if length:
@@ -81,13 +63,13 @@ def read_body(environ: dict[str, Any], limit: int) -> bytes:
         except ValueError:
             n = -1
         if n > limit:
-            raise BodyTooLarge(n)
+            raise BodyTooLarge(n, limit)
         if n >= 0:
             return bytes(stream.read(n)) if n else b""
     if environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
         data = bytes(stream.read(limit + 1))
         if len(data) > limit:
-            raise BodyTooLarge(len(data))
+            raise BodyTooLarge(len(data), limit)
         return data
     return b""
 
@@ -107,47 +89,47 @@ def is_cloudevent(environ: dict[str, Any]) -> bool:
     )
 
 
-class BadCloudEvent(ValueError):
-    pass
+_REQUIRED = ("id", "source", "type")
+_KNOWN = {"id", "source", "type", "subject", "time", "specversion", "datacontenttype", "dataschema", "data"}
 
 
-def parse_cloudevent(environ: dict[str, Any], body: bytes, raw: bool = True) -> Any:
-    """Parse with the CloudEvents SDK. ``raw`` keeps binary-mode data as bytes (structured data is JSON)."""
-    if environ.get("CONTENT_TYPE", "").startswith("application/cloudevents-batch+json"):
+def parse_cloudevent(environ: dict[str, Any], body: bytes) -> Any:
+    """Parse with the CloudEvents SDK; binary-mode data stays bytes. Raises ``BadCloudEvent``."""
+    content_type = environ.get("CONTENT_TYPE", "")
+    if content_type.startswith("application/cloudevents-batch+json"):
         raise BadCloudEvent("batched CloudEvents (application/cloudevents-batch+json) are not supported")
+    binary = "HTTP_CE_SPECVERSION" in environ
+    if binary:
+        missing = [f"ce-{a}" for a in _REQUIRED if not environ.get(f"HTTP_CE_{a.upper()}")]
+    else:
+        try:
+            doc = json.loads(body)
+        except ValueError as exc:
+            raise BadCloudEvent(
+                f"structured CloudEvent: expected a JSON object, got malformed JSON: {exc}"
+            ) from None
+        if not isinstance(doc, dict):
+            raise BadCloudEvent(f"structured CloudEvent: expected a JSON object, got {type(doc).__name__}")
+        missing = [a for a in (*_REQUIRED, "specversion") if not doc.get(a)]
+    if missing:
+        mode = "binary CloudEvent: header" if binary else "structured CloudEvent: attribute"
+        raise BadCloudEvent(f"{mode}(s) {', '.join(missing)} required by CloudEvents 1.0, missing")
     from cloudevents.exceptions import GenericException
     from cloudevents.http import from_http
 
-    headers = environ_headers(environ)
     try:
-        if raw and "HTTP_CE_SPECVERSION" in environ:
-            return from_http(headers, body, data_unmarshaller=lambda b: b)
-        return from_http(headers, body)
+        if binary:
+            return from_http(environ_headers(environ), body, data_unmarshaller=lambda b: b)
+        return from_http(environ_headers(environ), body)
     except (GenericException, ValueError, TypeError) as exc:
         raise BadCloudEvent(f"malformed CloudEvent: {exc}") from None
 
 
-def cloudevent_to_event(
-    ce: Any, environ: dict[str, Any], body: bytes, headers: dict[str, str], decoded: bool = False
-) -> Event:
-    """An Event from an SDK CloudEvent. ``decoded``: binary-mode data was already decoded by the SDK."""
+def cloudevent_to_event(ce: Any, environ: dict[str, Any], body: bytes, execution_id: str) -> Event:
+    """An Event from an SDK CloudEvent received over HTTP."""
     attrs = dict(ce.get_attributes())
-    structured = environ.get("CONTENT_TYPE", "").startswith("application/cloudevents+json")
-    known = {
-        "id",
-        "source",
-        "type",
-        "subject",
-        "time",
-        "specversion",
-        "datacontenttype",
-        "dataschema",
-        "data",
-    }
     kwargs: dict[str, Any] = {}
-    if decoded and not structured:
-        kwargs["data"] = ce.get_data()
-    if structured:
+    if environ.get("CONTENT_TYPE", "").startswith("application/cloudevents+json"):
         data = ce.get_data()
         kwargs["data"] = data
         if isinstance(data, (bytes, bytearray)):
@@ -156,6 +138,9 @@ def cloudevent_to_event(
             body = data.encode()
         else:
             body = json.dumps(data).encode() if data is not None else b""
+        content_type = str(attrs.get("datacontenttype") or "application/json")
+    else:
+        content_type = str(attrs.get("datacontenttype") or "")
     return Event(
         id=str(attrs.get("id", "")),
         source=str(attrs.get("source", "")),
@@ -163,22 +148,23 @@ def cloudevent_to_event(
         subject=str(attrs.get("subject") or ""),
         time=str(attrs.get("time") or ""),
         specversion=str(attrs.get("specversion", "")),
-        content_type=str(attrs.get("datacontenttype") or ("application/json" if structured else "")),
+        content_type=content_type,
         body=body,
-        headers=headers,
-        extensions={k: v for k, v in attrs.items() if k not in known},
+        headers_factory=lambda: environ_headers(environ),
+        extensions={k: v for k, v in attrs.items() if k not in _KNOWN},
         trigger=HTTP_TRIGGER,
         method=environ.get("REQUEST_METHOD", ""),
-        path=environ.get("PATH_INFO", "/"),
+        path=environ.get("PATH_INFO") or "/",
         query_string=environ.get("QUERY_STRING", ""),
+        environ=environ,
         **kwargs,
     )
 
 
-def http_event(environ: dict[str, Any], body: bytes, execution_id: str) -> Event:
-    if is_cloudevent(environ):
-        ce = parse_cloudevent(environ, body)
-        return cloudevent_to_event(ce, environ, body, environ_headers(environ))
+def http_event(environ: dict[str, Any], body: bytes, execution_id: str, cloudevents: bool = True) -> Event:
+    """The Event of an HTTP request; parsed as a CloudEvent when it is one and ``cloudevents``."""
+    if cloudevents and is_cloudevent(environ):
+        return cloudevent_to_event(parse_cloudevent(environ, body), environ, body, execution_id)
     return Event(
         id=execution_id,
         content_type=environ.get("CONTENT_TYPE", ""),
@@ -188,38 +174,8 @@ def http_event(environ: dict[str, Any], body: bytes, execution_id: str) -> Event
         method=environ["REQUEST_METHOD"],
         path=environ.get("PATH_INFO") or "/",
         query_string=environ.get("QUERY_STRING", ""),
+        environ=environ,
     )
-
-
-def error_body(status: int, message: str, execution_id: str, detail: str | None = None) -> bytes:
-    err: dict[str, Any] = {"code": status, "message": message, "execution_id": execution_id}
-    if detail:
-        err["detail"] = detail
-    return json.dumps({"error": err}).encode()
-
-
-def failure_status(outcome: Outcome, debug: bool) -> tuple[int, str]:
-    """The HTTP status and message for a call that did not succeed."""
-    err = outcome.error
-    if outcome.status is Status.INVALID:
-        return 400, str(err)
-    if outcome.status is Status.TIMEOUT:
-        return 504, str(err) or "the function did not finish in time"
-    if outcome.status is Status.RETRY:
-        return 503, "the function asked for a retry" + (f": {err}" if str(err) else "")
-    if outcome.status is Status.DROP:
-        return 422, "the function dropped the request" + (f": {err}" if str(err) else "")
-    if isinstance(err, HTTPError):
-        return err.status, err.message
-    if debug:
-        return 500, f"the function raised {type(err).__name__}: {err}"
-    return 500, "the function raised an exception; see the logs for this execution id"
-
-
-def error_detail(outcome: Outcome, debug: bool) -> str | None:
-    if debug and outcome.error is not None and outcome.status is Status.ERROR:
-        return "".join(traceback.format_exception(outcome.error))
-    return None
 
 
 class HttpApp:
@@ -227,189 +183,102 @@ class HttpApp:
 
     def __init__(
         self,
-        function: LoadedFunction,
         invoker: Invoker,
-        options: HttpOptions,
+        settings: Settings,
         lifecycle: Lifecycle,
         dapr_routes: DaprHttpRoutes | None = None,
         serve_function: bool = True,
+        routes: dict[str, WsgiApp] | None = None,
     ) -> None:
-        self.function = function
         self.invoker = invoker
-        self.options = options
+        self.settings = settings
         self.lifecycle = lifecycle
+        self.hooks: Hooks = invoker.hooks
         self.dapr_routes = dapr_routes
         """Routes of the Dapr HTTP app protocol, when the function has inputs and uses it."""
         self.serve_function = serve_function
-        """False for a function without an HTTP trigger: only health and Dapr routes answer."""
-        self.flask_app = _flask_app(function, invoker, options) if function.signature == "http" else None
+        """False for a function without an HTTP trigger: only health, plugin and Dapr routes answer."""
+        self.routes = routes or {}
+        """Plugin routes (e.g. ``/metrics``), by exact path."""
+        self.cloudevents = invoker.adapter.wants_cloudevent
         self.keep_alive: Any = None
         """What the worker must keep referenced while it serves (the AppCallback server)."""
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"
-        if path == self.options.health_path:
-            return self._send(start_response, 200, [("Content-Type", "text/plain")], b"ok")
-        if path == self.options.ready_path:
+        settings = self.settings
+        if path == settings.health_path:
+            return self._send(start_response, HttpReply(200, [("Content-Type", "text/plain")], b"ok"))
+        if path == settings.ready_path:
             if self.lifecycle.draining:
-                return self._send(start_response, 503, [("Content-Type", "text/plain")], b"draining")
-            return self._send(start_response, 200, [("Content-Type", "text/plain")], b"ready")
+                return self._send(
+                    start_response, HttpReply(503, [("Content-Type", "text/plain")], b"draining")
+                )
+            return self._send(start_response, HttpReply(200, [("Content-Type", "text/plain")], b"ready"))
+        route = self.routes.get(path)
+        if route is not None:
+            return route(environ, start_response)  # type: ignore[no-any-return]
         if self.dapr_routes is not None and self.dapr_routes.owns(path):
             return self._dapr(environ, start_response)
         if not self.serve_function:
-            return self._error(start_response, 404, "this function has no HTTP trigger", "")
+            reply = error_reply(404, f"no route {path}: this function has no HTTP trigger", "")
+            return self._send(start_response, reply)
         lifecycle = self.lifecycle
         lifecycle.enter()
         try:
-            execution_id = environ.get(_EXECUTION_ID_ENVIRON) or new_execution_id()
-            if self.flask_app is not None:
-                return self._flask(environ, start_response, execution_id)
+            execution_id = environ.get(EXECUTION_ID_ENVIRON) or new_execution_id()
+            environ[EXECUTION_ID_ENVIRON] = execution_id  # the function sees it, as with Google's framework
             try:
-                body = read_body(environ, self.options.max_body)
-            except BodyTooLarge as exc:
-                return self._error(
-                    start_response,
-                    413,
-                    f"request body of {exc.args[0]} bytes exceeds the limit of {self.options.max_body} bytes",
-                    execution_id,
-                )
-            if self.function.signature == "cloudevent":
-                return self._cloudevent(environ, start_response, body, execution_id)
-            try:
-                event = http_event(environ, body, execution_id)
-            except BadCloudEvent as exc:
-                return self._error(start_response, 400, str(exc), execution_id)
-            invocation, outcome = self.invoker.invoke(event, execution_id)
-            return self._respond(start_response, invocation, outcome)
+                body = read_body(environ, settings.max_body)
+                event = http_event(environ, body, execution_id, self.cloudevents)
+            except RequestError as exc:
+                return self._reject(start_response, environ, exc, execution_id)
+            invocation, _, reply = self.invoker.invoke(event, execution_id, self._reply)
+            headers = [*reply.headers, (EXECUTION_ID_HEADER, execution_id)]
+            if invocation.response_headers:
+                headers.extend(invocation.response_headers.items())
+            return self._send(start_response, HttpReply(reply.status, headers, reply.body))
         finally:
             lifecycle.leave()
+
+    def _reply(self, invocation: Invocation, outcome: Outcome) -> HttpReply:
+        reply = http_reply(outcome, invocation.execution_id, self.settings.debug)
+        outcome.reply = reply.status
+        return reply
+
+    def _reject(
+        self, start_response: StartResponse, environ: dict[str, Any], exc: RequestError, execution_id: str
+    ) -> Iterable[bytes]:
+        status, message = failure(Outcome(Status.INVALID, error=exc), self.settings.debug)
+        log.info("refused %s %s: %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"), message)
+        reason: RejectReason = "too_large" if isinstance(exc, BodyTooLarge) else "bad_cloudevent"
+        self.hooks.rejected(
+            Rejected(reason, HTTP_TRIGGER, status, message, environ_headers(environ), execution_id)
+        )
+        reply = error_reply(status, message, execution_id)
+        return self._send(
+            start_response,
+            HttpReply(status, [*reply.headers, (EXECUTION_ID_HEADER, execution_id)], reply.body),
+        )
 
     def _dapr(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         routes = self.dapr_routes
         assert routes is not None
         # The envelope may carry the payload in base64 (4/3 larger); the router checks the decoded size.
-        limit = self.options.max_body * 4 // 3 + 64 * 1024
+        limit = self.settings.max_body * 4 // 3 + 64 * 1024
         try:
             body = read_body(environ, limit)
         except BodyTooLarge as exc:
-            status, headers, reply = routes.too_large(environ, exc.args[0], limit)
-            return self._send(start_response, status, headers, reply)
-        status, headers, reply = routes.handle(environ, body, environ_headers(environ))
-        return self._send(start_response, status, headers, reply)
+            return self._send(start_response, routes.too_large(environ, exc))
+        return self._send(start_response, routes.handle(environ, body, environ_headers(environ)))
 
-    def _send(
-        self, start_response: StartResponse, status: int, headers: list[tuple[str, str]], body: bytes
-    ) -> Iterable[bytes]:
-        headers.append(("Content-Length", str(len(body))))
-        start_response(status_line(status), headers)
-        return [body]
-
-    def _error(
-        self,
-        start_response: StartResponse,
-        status: int,
-        message: str,
-        execution_id: str,
-        detail: str | None = None,
-    ) -> Iterable[bytes]:
-        headers = [("Content-Type", "application/json"), (EXECUTION_ID_HEADER, execution_id)]
-        return self._send(start_response, status, headers, error_body(status, message, execution_id, detail))
-
-    def _respond(
-        self, start_response: StartResponse, invocation: Invocation, outcome: Outcome
-    ) -> Iterable[bytes]:
-        eid = invocation.execution_id
-        if outcome.status is Status.SUCCESS:
-            try:
-                status, headers, body = to_http(outcome.result)
-            except TypeError as exc:
-                log.error("cannot send the handler's return value: %s", exc)
-                return self._error(
-                    start_response,
-                    500,
-                    "the function returned a value that cannot be sent",
-                    eid,
-                    str(exc) if self.options.debug else None,
-                )
-            headers.append((EXECUTION_ID_HEADER, eid))
-            if invocation.response_headers:
-                headers.extend(invocation.response_headers.items())
-            return self._send(start_response, status, headers, body)
-        status, message = failure_status(outcome, self.options.debug)
-        return self._error(start_response, status, message, eid, error_detail(outcome, self.options.debug))
-
-    def _cloudevent(
-        self, environ: dict[str, Any], start_response: StartResponse, body: bytes, execution_id: str
-    ) -> Iterable[bytes]:
-        try:
-            if not is_cloudevent(environ):
-                raise BadCloudEvent(
-                    "expected a CloudEvent (ce-* headers or application/cloudevents+json), "
-                    "got a plain HTTP request"
-                )
-            ce = parse_cloudevent(environ, body, raw=False)
-        except BadCloudEvent as exc:
-            return self._error(start_response, 400, str(exc), execution_id)
-        event = cloudevent_to_event(ce, environ, body, environ_headers(environ), decoded=True)
-        handler = self.function.handler
-        invocation, outcome = self.invoker.invoke(event, execution_id, call=lambda: handler(ce))
-        if outcome.ok:
-            outcome.result = "OK"
-        return self._respond(start_response, invocation, outcome)
-
-    def _flask(
-        self, environ: dict[str, Any], start_response: StartResponse, execution_id: str
-    ) -> Iterable[bytes]:
-        length = environ.get("CONTENT_LENGTH")
-        if length and length.isdigit() and int(length) > self.options.max_body:
-            return self._error(
-                start_response,
-                413,
-                f"request body of {length} bytes exceeds the limit of {self.options.max_body} bytes",
-                execution_id,
-            )
-        environ["funcd.execution_id"] = execution_id
-        assert self.flask_app is not None
-        return self.flask_app(environ, start_response)  # type: ignore[no-any-return]
-
-
-def _flask_app(function: LoadedFunction, invoker: Invoker, options: HttpOptions) -> Any:
-    """A Flask app that calls a Google-style ``handler(request)`` for every path and method."""
-    import flask
-    from werkzeug.exceptions import HTTPException
-
-    app = flask.Flask(f"funcd.{function.target}")
-    app.config["MAX_CONTENT_LENGTH"] = options.max_body
-    handler = function.handler
-    methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-
-    def view(path: str = "") -> Any:
-        req = flask.request._get_current_object()  # type: ignore[attr-defined]
-        environ = req.environ
-        eid = environ["funcd.execution_id"]
-        event = Event(
-            id=eid,
-            content_type=environ.get("CONTENT_TYPE", ""),
-            headers_factory=lambda: environ_headers(environ),
-            trigger=HTTP_TRIGGER,
-            method=environ["REQUEST_METHOD"],
-            path=environ.get("PATH_INFO") or "/",
-            query_string=environ.get("QUERY_STRING", ""),
-        )
-        invocation, outcome = invoker.invoke(event, eid, call=lambda: flask.make_response(handler(req)))
-        if outcome.ok:
-            resp = outcome.result
-        elif isinstance(outcome.error, HTTPException):
-            resp = outcome.error.get_response()
-        else:
-            status, message = failure_status(outcome, options.debug)
-            body = error_body(status, message, eid, error_detail(outcome, options.debug))
-            resp = flask.Response(body, status, mimetype="application/json")
-        resp.headers[EXECUTION_ID_HEADER] = eid
-        for k, v in invocation.response_headers.items():
-            resp.headers[k] = v
-        return resp
-
-    app.add_url_rule("/", "funcd", view, methods=methods, defaults={"path": ""})
-    app.add_url_rule("/<path:path>", "funcd_path", view, methods=methods)
-    return app
+    def _send(self, start_response: StartResponse, reply: HttpReply) -> Iterable[bytes]:
+        headers = reply.headers
+        body = reply.body
+        if isinstance(body, (bytes, bytearray)):
+            if not any(k.lower() == "content-length" for k, _ in headers):
+                headers = [*headers, ("Content-Length", str(len(body)))]
+            start_response(status_line(reply.status), headers)
+            return [bytes(body)]
+        start_response(status_line(reply.status), headers)
+        return body

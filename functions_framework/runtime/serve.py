@@ -14,82 +14,60 @@ import socket
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import Any
 
+from ..access_log import AccessLog
 from ..context import FunctionContext
 from ..invocation import Invoker, run_coroutine
 from ..loader import LoadedFunction
-from ..plugins import load_plugins
+from ..plugins import SupervisorHooks, WorkerInfo, load_factories, load_plugins
 from ..runtime_context import RuntimeContext
-from .delivery import AsyncOptions, Router
-from .http import HttpApp, HttpOptions
+from ..settings import Settings
+from .delivery import Router
+from .http import HttpApp
 from .lifecycle import Lifecycle
 
 log = logging.getLogger("functions_framework.serve")
 
-SERVERS = ("granian", "wsgiref")
-
-
-@dataclass(frozen=True)
-class ServeOptions:
-    """How to serve a function."""
-
-    host: str = "127.0.0.1"
-    """Address to listen on."""
-    port: int | None = None
-    """HTTP port; ``None`` takes the context's."""
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
-    """Worker processes sharing the port."""
-    threads: int = 4
-    """Handler threads per worker process."""
-    timeout: float | None = None
-    """Per-call timeout in seconds (504 over HTTP); ``None`` for no limit."""
-    grace: float = 30.0
-    """Seconds in-flight calls get to finish after SIGTERM."""
-    server: str = "granian"
-    """``granian`` (default) or ``wsgiref`` (pure-Python fallback, one process)."""
-    http: HttpOptions = field(default_factory=HttpOptions)
-    """HTTP runtime settings."""
-    dapr: AsyncOptions = field(default_factory=AsyncOptions)
-    """Dapr runtime settings."""
-    dapr_port: int | None = None
-    """AppCallback gRPC port; ``None`` takes the context's."""
-    dapr_address: str | None = None
-    """The sidecar's gRPC address for outputs and state (``host:port``); ``None``: the SDK's defaults."""
-
 
 def build_worker(
-    function: LoadedFunction,
-    context: FunctionContext,
-    options: ServeOptions,
-    lifecycle: Lifecycle,
-    dapr_port: int,
+    function: LoadedFunction, context: FunctionContext, settings: Settings, lifecycle: Lifecycle
 ) -> HttpApp:
     """Build one worker: plugins, ``init_context``, invoker, and the runtimes the context asks for.
 
-    Runs in each worker process, after the fork.
+    Runs in each worker process, after the fork; ``settings`` holds the bound ports.
     """
     hooks = load_plugins(context)
-    runtime_context = RuntimeContext(context, dapr_address=options.dapr_address)
-    atexit.register(runtime_context.close)  # closes the Dapr client when the worker exits
+    if settings.access_log:
+        access = AccessLog()
+        hooks = replace(hooks, post=(*hooks.post, access), plugins=(*hooks.plugins, access))
+    runtime_context = RuntimeContext(context, settings=settings, hooks=hooks)
     run_init_context(function, runtime_context)
-    invoker = Invoker(function.handler, runtime_context, hooks, options.timeout)
+    invoker = Invoker(function.adapter, runtime_context, hooks, settings.timeout)
     dapr_routes = None
     grpc_server = None
     if context.inputs:
-        router = Router(context, invoker, options.dapr, lifecycle)
-        if options.dapr.app_protocol == "http":
+        router = Router(context, invoker, settings, lifecycle)
+        if settings.app_protocol == "http":
             from .dapr_http import DaprHttpRoutes
 
             dapr_routes = DaprHttpRoutes(router)
         else:
             from .dapr import start_appcallback
 
-            grpc_server = start_appcallback(router, options.host, dapr_port, options.threads)
-            atexit.register(grpc_server.stop, 1.0)
-    app = HttpApp(function, invoker, options.http, lifecycle, dapr_routes, serve_function=context.has_http)
+            grpc_server = start_appcallback(router, settings.host, settings.dapr_port, settings.threads)
+    app = HttpApp(invoker, settings, lifecycle, dapr_routes, context.has_http, hooks.routes())
     app.keep_alive = grpc_server  # the gRPC server stops when garbage-collected
+
+    def stop() -> None:
+        hooks.worker_stopping()
+        if grpc_server is not None:
+            grpc_server.stop(1.0)
+        runtime_context.close()
+
+    atexit.register(stop)
+    hooks.worker_started(WorkerInfo(os.getpid(), context, settings))
     return app
 
 
@@ -102,22 +80,24 @@ def run_init_context(function: LoadedFunction, runtime_context: RuntimeContext) 
         run_coroutine(result)
 
 
-def announce(context: FunctionContext, options: ServeOptions, port: int, dapr_port: int) -> None:
+def announce(context: FunctionContext, settings: Settings) -> None:
     """Log the bound addresses; tests and tools read the ports from these lines."""
-    workers = 1 if options.server == "wsgiref" else options.workers
+    workers = 1 if settings.server == "wsgiref" else settings.workers
     log.info(
         "serving %r on http://%s:%d (%s, %d worker(s) x %d thread(s))",
         context.name,
-        options.host,
-        port,
-        options.server,
+        settings.host,
+        settings.port,
+        settings.server,
         workers,
-        options.threads,
+        settings.threads,
     )
     if context.inputs:
-        protocol = options.dapr.app_protocol
+        protocol = settings.app_protocol
         where = (
-            f"grpc://{options.host}:{dapr_port}" if protocol == "grpc" else f"http://{options.host}:{port}"
+            f"grpc://{settings.host}:{settings.dapr_port}"
+            if protocol == "grpc"
+            else f"http://{settings.host}:{settings.port}"
         )
         log.info("serving Dapr app callbacks for %s on %s", ", ".join(context.inputs), where)
         if protocol == "grpc" and workers > 1:
@@ -129,34 +109,35 @@ def announce(context: FunctionContext, options: ServeOptions, port: int, dapr_po
             )
 
 
-def resolve_ports(context: FunctionContext, options: ServeOptions) -> tuple[int, int, list[socket.socket]]:
-    """The HTTP and AppCallback ports. Port 0 becomes a free port, held by a reservation socket
-    (workers bind the ports each, with SO_REUSEPORT); keep the reservations open while serving."""
-    port = options.port if options.port is not None else (context.http_port or 8080)
-    dapr_port = options.dapr_port if options.dapr_port is not None else context.dapr_port
+def resolve_ports(context: FunctionContext, settings: Settings) -> tuple[Settings, list[socket.socket]]:
+    """Settings with concrete ports. Port 0 becomes a free port, held by a reservation socket (workers
+    bind the ports each, with SO_REUSEPORT); keep the reservations open while serving."""
+    port, dapr_port = settings.port, settings.dapr_port
     reservations = []
     if port == 0:
-        reservations.append(reserve_port(options.host))
+        reservations.append(reserve_port(settings.host))
         port = reservations[-1].getsockname()[1]
-    if dapr_port == 0 and context.inputs and options.dapr.app_protocol == "grpc":
-        reservations.append(reserve_port(options.host))
+    if dapr_port == 0 and context.inputs and settings.app_protocol == "grpc":
+        reservations.append(reserve_port(settings.host))
         dapr_port = reservations[-1].getsockname()[1]
-    return port, dapr_port, reservations
+    return replace(settings, port=port, dapr_port=dapr_port), reservations
 
 
 def serve(
     function: LoadedFunction,
     context: FunctionContext,
-    options: ServeOptions,
+    settings: Settings,
     on_ready: Callable[[int], None] | None = None,
 ) -> int:
     """Serve until stopped. Returns the process exit code."""
-    port, dapr_port, reservations = resolve_ports(context, options)
+    settings, reservations = resolve_ports(context, settings)
     lifecycle = Lifecycle()
+    supervisor = SupervisorHooks(load_factories(context))
+    supervisor.setup(settings)
     try:
-        if options.server == "wsgiref":
-            return _serve_wsgiref(function, context, options, lifecycle, port, dapr_port, on_ready)
-        return _serve_granian(function, context, options, lifecycle, port, dapr_port)
+        if settings.server == "wsgiref":
+            return _serve_wsgiref(function, context, settings, lifecycle, on_ready)
+        return _serve_granian(function, context, settings, lifecycle, supervisor)
     finally:
         for sock in reservations:
             sock.close()
@@ -165,15 +146,14 @@ def serve(
 def _serve_granian(
     function: LoadedFunction,
     context: FunctionContext,
-    options: ServeOptions,
+    settings: Settings,
     lifecycle: Lifecycle,
-    port: int,
-    dapr_port: int,
+    supervisor_hooks: SupervisorHooks,
 ) -> int:
     from granian.constants import Interfaces
     from granian.server.mp import MPServer
 
-    grace = options.grace
+    grace = settings.grace
 
     class Server(MPServer):  # type: ignore[misc]
         draining = False
@@ -192,7 +172,24 @@ def _serve_granian(
 
         def _init_shared_socket(self) -> None:
             super()._init_shared_socket()  # type: ignore[no-untyped-call]
-            announce(context, options, port, dapr_port)
+            announce(context, settings)
+
+        def _worker_pids(self) -> list[int]:
+            return [w.inner.pid for w in self.wrks if getattr(w.inner, "pid", None)]
+
+        def _stop_workers(self) -> None:
+            pids = self._worker_pids()
+            try:
+                super()._stop_workers()  # type: ignore[no-untyped-call]
+            finally:
+                for pid in pids:
+                    supervisor_hooks.worker_exited(pid)
+
+        def _respawn_workers(self, workers: Any, *args: Any, **kwargs: Any) -> None:
+            pids = self._worker_pids()
+            super()._respawn_workers(workers, *args, **kwargs)  # type: ignore[no-untyped-call]
+            for pid in set(pids) - set(self._worker_pids()):
+                supervisor_hooks.worker_exited(pid)
 
         def _drain(self) -> None:
             if lifecycle.wait_idle(grace):
@@ -211,17 +208,17 @@ def _serve_granian(
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         die_with_parent(supervisor)
-        return build_worker(function, context, options, lifecycle, dapr_port)
+        return build_worker(function, context, settings, lifecycle)
 
     supervisor = os.getpid()
 
     server = Server(
         target="funcd",
-        address=options.host,
-        port=port,
+        address=settings.host,
+        port=settings.port,
         interface=Interfaces.WSGI,
-        workers=options.workers,
-        blocking_threads=options.threads,
+        workers=settings.workers,
+        blocking_threads=settings.threads,
         backlog=2048,
         log_enabled=False,
         workers_kill_timeout=max(1, int(grace)),
@@ -257,10 +254,8 @@ def reserve_port(host: str) -> socket.socket:
 def _serve_wsgiref(
     function: LoadedFunction,
     context: FunctionContext,
-    options: ServeOptions,
+    settings: Settings,
     lifecycle: Lifecycle,
-    port: int,
-    dapr_port: int,
     on_ready: Callable[[int], None] | None,
 ) -> int:
     from socketserver import ThreadingMixIn
@@ -273,8 +268,10 @@ def _serve_wsgiref(
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    app = build_worker(function, context, options, lifecycle, dapr_port)
-    httpd = make_server(options.host, port, app, server_class=ThreadingServer, handler_class=QuietHandler)
+    app = build_worker(function, context, settings, lifecycle)
+    httpd = make_server(
+        settings.host, settings.port, app, server_class=ThreadingServer, handler_class=QuietHandler
+    )
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -284,7 +281,7 @@ def _serve_wsgiref(
         lifecycle.start_draining()
 
         def drain() -> None:
-            lifecycle.wait_idle(options.grace)
+            lifecycle.wait_idle(settings.grace)
             httpd.shutdown()
 
         threading.Thread(target=drain, daemon=True).start()
@@ -292,7 +289,7 @@ def _serve_wsgiref(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     bound = httpd.server_address[1]
-    announce(context, options, int(bound), dapr_port)
+    announce(context, replace(settings, port=int(bound)))
     if on_ready:
         on_ready(int(bound))
     httpd.serve_forever(poll_interval=0.1)
