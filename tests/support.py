@@ -76,7 +76,7 @@ class Server:
             for line in self.json_logs():
                 if predicate(line):
                     return line
-            if time.monotonic() >= deadline or self.proc.poll() is not None and not self._reading():
+            if time.monotonic() >= deadline or (self.proc.poll() is not None and not self._reading()):
                 raise AssertionError(f"no matching log line within {timeout}s:\n{self.output}")
             time.sleep(0.01)
 
