@@ -170,7 +170,10 @@ def _kind(value: Any) -> str:
 def background_args(event: Event) -> tuple[Any, BackgroundContext]:
     """(data, context) for a legacy background function, from an event of any trigger."""
     if event.is_cloudevent or event.trigger.kind != "http":
-        return event.data, BackgroundContext(event.id, event.time, event.type, event.source or event.binding)
+        structured = (event.environ or {}).get("CONTENT_TYPE", "").startswith("application/cloudevents")
+        # A binary CloudEvent's data is the raw body, as in Google's framework.
+        data = event.body if event.trigger.kind == "http" and not structured else event.data
+        return data, BackgroundContext(event.id, event.time, event.type, event.source or event.binding)
     body = event.json() if event.body else None
     if not isinstance(body, dict):
         raise EventDataError(
@@ -250,7 +253,9 @@ def typed_result(result: Any) -> Any:
     """A typed function's result as something JSON can send."""
     if hasattr(result, "to_dict"):
         return result.to_dict()
-    if result is None or isinstance(result, (*_BASIC_TYPES, tuple)):
+    if result is None:
+        return ""  # an empty 200, as in Google's framework
+    if isinstance(result, (*_BASIC_TYPES, tuple)):
         return result
     raise TypeError(f"a @typed function must return a basic type or an object with to_dict(), got {result!r}")
 
