@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__
-from .context import FunctionContext, parse_context_text
 from .decorators import SIGNATURES
 from .errors import FunctionsFrameworkError
 from .loader import LoadedFunction, find_source, load_function
 from .logs import configure_logging
+from .model import FunctionContext, parse_context_text
 from .runtime.delivery import ACKS, AsyncOptions
 from .runtime.http import HttpOptions
 from .runtime.serve import SERVERS, ServeOptions

@@ -46,7 +46,7 @@ from .errors import OutputError
 if TYPE_CHECKING:
     from dapr.clients import DaprClient
 
-    from .context import Component, FunctionContext, StateStore
+    from .model import Component, FunctionContext, StateStore
 
 __all__ = ["DaprOutputs", "DaprState", "encode"]
 

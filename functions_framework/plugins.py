@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from .errors import PluginLoadError
 
 if TYPE_CHECKING:
-    from .context import FunctionContext
     from .invocation import Invocation, Outcome
+    from .model import FunctionContext
 
 ENTRY_POINT_GROUP = "functions_framework.plugins"
 log = logging.getLogger("functions_framework.plugins")

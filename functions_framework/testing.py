@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .context import FunctionContext, parse_context_text
 from .decorators import SIGNATURE_ATTR
 from .errors import OutputError
 from .event import HTTP_TRIGGER, Event, Trigger
 from .invocation import Invoker, Outcome, Status, new_execution_id
 from .loader import LoadedFunction, _guess_signature, find_source, load_function
+from .model import FunctionContext, parse_context_text
 from .response import to_http
 from .runtime.http import failure_status
 from .runtime_context import RuntimeContext

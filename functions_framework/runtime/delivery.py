@@ -12,9 +12,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..context import Component, FunctionContext
 from ..event import Event, Trigger
 from ..invocation import Invoker, Status, new_execution_id
+from ..model import Component, FunctionContext
 from .lifecycle import Lifecycle
 
 log = logging.getLogger("functions_framework.dapr")

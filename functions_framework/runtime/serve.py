@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..context import FunctionContext
 from ..invocation import Invoker, run_coroutine
 from ..loader import LoadedFunction
+from ..model import FunctionContext
 from ..plugins import load_plugins
 from ..runtime_context import RuntimeContext
 from .delivery import AsyncOptions, Router
