@@ -1,6 +1,5 @@
 """funcd's functions framework: serve ``handler(context, event)`` over HTTP and Dapr."""
 
-from .context import FunctionContext, dump_context, parse_context
 from .decorators import cloud_event, errorhandler, http, typed
 from .errors import (
     BadCloudEvent,
@@ -17,6 +16,7 @@ from .errors import (
 )
 from .event import Event, Trigger
 from .invocation import Invocation, Outcome, Status
+from .model import FunctionContext, dump_context, parse_context
 from .plugins import OutboundCall, Plugin, Rejected, WorkerInfo
 from .replies import Response
 from .runtime_context import RuntimeContext

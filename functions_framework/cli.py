@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__
-from .context import FunctionContext, parse_context_text
 from .errors import FunctionsFrameworkError, UsageError
 from .loader import LoadedFunction, find_source, load_function
 from .logs import configure_logging
+from .model import FunctionContext, parse_context_text
 from .settings import APP_PROTOCOLS, DEFAULT_MAX_BODY, ERROR_ACKS, SERVERS, Settings
 from .signatures import SIGNATURE_TYPES
 

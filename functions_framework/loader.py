@@ -37,7 +37,7 @@ from .signatures import (
 )
 
 if TYPE_CHECKING:
-    from .context import FunctionContext
+    from .model import FunctionContext
 
 CONTEXT_FILES = ("function.yaml", "function.yml", "function.json")
 

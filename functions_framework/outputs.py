@@ -49,7 +49,7 @@ from .plugins import OutboundCall
 if TYPE_CHECKING:
     from dapr.clients import DaprClient
 
-    from .context import Component, FunctionContext, StateStore
+    from .model import Component, FunctionContext, StateStore
     from .settings import Settings
 
 _outbound_headers: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(

@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 from .errors import PluginLoadError
 
 if TYPE_CHECKING:
-    from .context import FunctionContext
     from .event import Trigger
     from .invocation import Invocation, Outcome
+    from .model import FunctionContext
     from .settings import Settings
 
 ENTRY_POINT_GROUP = "functions_framework.plugins"

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .errors import OutputError
 
 if TYPE_CHECKING:
-    from .context import FunctionContext
+    from .model import FunctionContext
     from .plugins import Hooks
     from .settings import Settings
 

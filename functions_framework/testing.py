@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .context import FunctionContext, parse_context_text
 from .errors import OutputError
 from .event import HTTP_TRIGGER, Event, Trigger
 from .invocation import Invocation, Invoker, Outcome
 from .loader import LoadedFunction, check_arity, find_source, load_function, pick_signature
+from .model import FunctionContext, parse_context_text
 from .outputs import encode
 from .plugins import Hooks
 from .replies import Ack
@@ -304,7 +304,7 @@ def _with_input(ctx: FunctionContext, event: Event) -> FunctionContext:
     """The context, with an input for the event's trigger when the test's context lacks one."""
     from dataclasses import replace
 
-    from .context import Component
+    from .model import Component
 
     name = event.trigger.name
     if name in ctx.inputs:

@@ -64,7 +64,7 @@ def test_invalid_context_lists_every_problem(tmp_path):
     result = run_cli("run", str(folder))
     assert result.returncode == 1
     assert "triggers.http.port: expected a port number 0-65535, got -1" in result.stderr
-    assert "triggers.dapr[0].type: expected 'bindings.*' or 'pubsub.*', got \"kafka\"" in result.stderr
+    assert "triggers.dapr[0].type: expected 'pubsub.*' or 'bindings.*', got \"kafka\"" in result.stderr
 
 
 def test_context_from_env_file_and_flag(funcd, tmp_path):

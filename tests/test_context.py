@@ -4,15 +4,18 @@ import json
 
 import pytest
 
-from functions_framework.context import (
+from functions_framework.errors import ContextError
+from functions_framework.model import (
     Component,
+    Exporter,
     FunctionContext,
+    StateStore,
+    Tracing,
     detect_layout,
     dump_context,
     parse_context,
     parse_context_text,
 )
-from functions_framework.errors import ContextError
 
 V1BETA1 = {
     "name": "orders",
@@ -191,7 +194,7 @@ def test_every_problem_is_listed_with_its_path():
     problems = info.value.problems
     assert "runtime: expected 'Knative' or 'Async', got \"Lambda\"" in problems
     assert 'port: expected a port number 0-65535, got "eighty"' in problems
-    assert "inputs.orders.componentType: expected 'bindings.*' or 'pubsub.*', got \"kafka\"" in problems
+    assert "inputs.orders.componentType: expected 'pubsub.*' or 'bindings.*', got \"kafka\"" in problems
     assert "inputs.empty.componentName: expected a non-empty string, got nothing" in problems
     assert "prePlugins[1]: expected a non-empty string, got 3" in problems
     assert len(problems) == 5
@@ -265,4 +268,231 @@ def test_function_resource_errors_carry_spec_paths():
     text = FUNCTION_CR.replace("type: pubsub.kafka", "type: kafka")
     with pytest.raises(ContextError) as info:
         parse_context_text(text)
-    assert any(p.startswith("spec.serving.triggers.dapr[0].type: expected") for p in info.value.problems)
+    assert info.value.problems == [
+        "spec.serving.pubsub.kafka-server.type: expected 'pubsub.*', got \"kafka\""
+    ]
+
+
+# ---------------------------------------------------------------- the round trip the controller relies on
+
+RICH_CONTEXT = FunctionContext(
+    name="orders",
+    version="v3",
+    http_port=0,
+    dapr_port=0,
+    app_protocol="http",
+    inputs={
+        "orders": Component(
+            "orders", "msg", "pubsub.redis", topic="orders", metadata={"rawPayload": "true"},
+            dead_letter_topic="orders-dead",
+        ),
+        "tick": Component("tick", "cron", "bindings.cron"),
+    },
+    outputs={
+        "sink": Component("sink", "store", "bindings.localstorage", operation="create", metadata={"a": "1"}),
+        "next": Component("next", "msg", "pubsub.redis", topic="next"),
+    },
+    states={"totals": StateStore("totals", "redis-state", "state.redis")},
+    pre_hooks=("duration", "tracing"),
+    post_hooks=("tracing", "duration"),
+    tracing=Tracing(
+        enabled=True,
+        provider="skywalking",
+        oap_server="oap:11800",
+        exporter=Exporter("otlp", "collector:4317", "http/protobuf", "k=v", "gzip", "10s"),
+        tags={"layer": "faas"},
+        baggage={"key": "sw8-correlation"},
+    ),
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "ctx",
+    [
+        RICH_CONTEXT,
+        FunctionContext(),
+        FunctionContext(http_port=None, inputs={"t": Component("t", "c", "bindings.cron")}),
+        FunctionContext(http_port=None),
+        FunctionContext(tracing=Tracing()),
+    ],
+)
+def test_parse_of_dump_is_the_context(ctx):
+    assert parse_context(json.loads(json.dumps(dump_context(ctx)))) == ctx
+
+
+def test_dump_of_parse_is_the_data():
+    data = json.loads(json.dumps(dump_context(RICH_CONTEXT)))
+    assert dump_context(parse_context(data)) == data
+
+
+# ---------------------------------------------------------------- ports
+
+
+def test_context_port_0_stays_0():
+    assert parse_context({"triggers": {"http": {"port": 0}}, "daprPort": 0}).dapr_port == 0
+    assert parse_context({"triggers": {"http": {"port": 0}}}).http_port == 0
+    assert parse_context({"runtime": "Knative", "port": "0"}).http_port == 0
+    assert parse_context({"runtime": "Async", "port": "0"}).dapr_port == 0
+    assert parse_context({"daprPort": 50052}).dapr_port == 50052
+    assert parse_context({}).dapr_port == 50051
+
+
+# ---------------------------------------------------------------- unknown keys
+
+
+def test_unknown_context_keys_have_a_did_you_mean():
+    bad = {
+        "trigers": {},
+        "triggers": {"dapr": [{"name": "m", "type": "pubsub.redis", "topc": "t"}]},
+        "outputs": {"sink": {"componentNmae": "s", "componentType": "bindings.http"}},
+        "tracing": {"enable": True},
+        "whatever": 1,
+    }
+    with pytest.raises(ContextError) as info:
+        parse_context(bad)
+    problems = info.value.problems
+    assert "trigers: unknown field; did you mean 'triggers'?" in problems
+    assert "triggers.dapr[0].topc: unknown field; did you mean 'topic'?" in problems
+    assert "outputs.sink.componentNmae: unknown field; did you mean 'componentName'?" in problems
+    assert "tracing.enable: unknown field; did you mean 'enabled'?" in problems
+    assert any(p.startswith("whatever: unknown field; expected one of 'appProtocol',") for p in problems)
+    v1beta1 = {"runtime": "Async", "port": "8080", "prePlugin": ["x"]}
+    with pytest.raises(ContextError) as info:
+        parse_context(v1beta1)
+    assert info.value.problems == ["prePlugin: unknown field; did you mean 'prePlugins'?"]
+
+
+# ---------------------------------------------------------------- what OpenFunction's controller writes
+
+# FUNC_CONTEXT and FUNC_CONTEXT_V1BETA2 as OpenFunction's controller serializes them (its
+# functionContextV1beta1/V1beta2 structs; real component names carry the serving's prefix and a suffix).
+OF_ASYNC_V1BETA1 = json.dumps(
+    {
+        "name": "autoscaling-subscriber",
+        "version": "v2.0.0",
+        "inputs": {
+            "producer": {
+                "uri": "sample-topic",
+                "componentName": "serving-8x7lm-pubsub-kafka-server-q2wz5",
+                "componentType": "pubsub.kafka",
+            }
+        },
+        "runtime": "Async",
+        "port": "8080",
+        "prePlugins": ["plugin-example"],
+        "postPlugins": ["plugin-example"],
+        "pluginsTracing": {
+            "enabled": True,
+            "provider": {"name": "skywalking", "oapServer": "skywalking-oap.default:11800"},
+            "tags": {"func": "sub", "layer": "faas"},
+            "baggage": None,
+        },
+    }
+)
+OF_ASYNC_V1BETA2 = json.dumps(
+    {
+        "name": "autoscaling-subscriber",
+        "version": "v2.0.0",
+        "triggers": {
+            "dapr": [
+                {
+                    "name": "serving-8x7lm-pubsub-kafka-server-q2wz5",
+                    "type": "pubsub.kafka",
+                    "topic": "sample-topic",
+                    "inputName": "producer",
+                }
+            ],
+            "inputs": [{"dapr": {"name": "cache", "type": "state.redis"}}],
+        },
+        "inputs": {
+            "cache": {"componentName": "serving-8x7lm-state-cache-k4d9x", "componentType": "state.redis"}
+        },
+        "states": {
+            "cache": {"componentName": "serving-8x7lm-state-cache-k4d9x", "componentType": "state.redis"}
+        },
+        "preHooks": ["plugin-example"],
+        "postHooks": ["plugin-example"],
+        "tracing": {"enabled": True, "provider": None},
+    }
+)
+OF_HTTP_V1BETA1 = json.dumps(
+    {
+        "name": "function-front",
+        "version": "v1.0.0",
+        "outputs": {
+            "kafka-server": {
+                "uri": "kafka-server",
+                "componentName": "serving-t6f2b-bindings-kafka-server-n8c4j",
+                "componentType": "bindings.kafka",
+                "operation": "create",
+            }
+        },
+        "runtime": "Knative",
+        "port": "8080",
+    }
+)
+OF_HTTP_V1BETA2 = json.dumps(
+    {
+        "name": "function-front",
+        "version": "v1.0.0",
+        "triggers": {
+            "http": {
+                "port": 8080,
+                "route": {
+                    "gatewayRef": {"name": "openfunction", "namespace": "openfunction"},
+                    "hostnames": ["front.example.com"],
+                    "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/front"}}]}],
+                },
+                "engine": "knative",
+            }
+        },
+        "outputs": {
+            "kafka-server": {
+                "componentName": "serving-t6f2b-bindings-kafka-server-n8c4j",
+                "componentType": "bindings.kafka",
+                "operation": "create",
+            }
+        },
+        "preHooks": ["plugin-custom", "plugin-example"],
+        "postHooks": ["plugin-example", "plugin-custom"],
+        "tracing": {
+            "enabled": True,
+            "provider": {
+                "name": "opentelemetry",
+                "exporter": {"name": "otlp", "endpoint": "otel:4317", "protocol": "grpc"},
+            },
+            "tags": {"func": "function-front"},
+            "baggage": {"key": "opentelemetry", "value": "v1"},
+        },
+    }
+)
+
+
+def test_openfunction_async_contexts_read_without_problems():
+    old, new = parse_context_text(OF_ASYNC_V1BETA1), parse_context_text(OF_ASYNC_V1BETA2)
+    for ctx in (old, new):
+        assert ctx.name == "autoscaling-subscriber" and ctx.http_port is None
+        assert ctx.inputs == {
+            "producer": Component(
+                "producer", "serving-8x7lm-pubsub-kafka-server-q2wz5", "pubsub.kafka", topic="sample-topic"
+            )
+        }
+        assert ctx.pre_hooks == ("plugin-example",) and ctx.tracing is not None and ctx.tracing.enabled
+    assert old.dapr_port == 8080 and old.tracing is not None and old.tracing.provider == "skywalking"
+    # The state input is written twice (triggers.inputs and inputs) and once more in states: one store.
+    assert new.states == {"cache": StateStore("cache", "serving-8x7lm-state-cache-k4d9x", "state.redis")}
+
+
+def test_openfunction_http_contexts_read_without_problems():
+    old, new = parse_context_text(OF_HTTP_V1BETA1), parse_context_text(OF_HTTP_V1BETA2)
+    for ctx in (old, new):
+        assert ctx.http_port == 8080 and not ctx.inputs
+        assert ctx.outputs["kafka-server"] == Component(
+            "kafka-server", "serving-t6f2b-bindings-kafka-server-n8c4j", "bindings.kafka", operation="create"
+        )
+    assert new.tracing is not None and new.tracing.exporter == Exporter("otlp", "otel:4317", "grpc")
+
+
+def test_keys_openfunction_declares_and_funcd_ignores_are_accepted():
+    ctx = parse_context({"runtime": "Knative", "port": "8080", "state": None, "httpPattern": "/hello"})
+    assert ctx.http_port == 8080

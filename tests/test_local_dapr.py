@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from functions_framework.context import parse_context
 from functions_framework.errors import FunctionsFrameworkError
+from functions_framework.model import parse_context
 from functions_framework.runtime.sidecar import default_components, find_daprd
 from tests.support import run_cli, write_function
 

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 
-from functions_framework.context import Component, FunctionContext, StateStore
 from functions_framework.errors import OutputError
+from functions_framework.model import Component, FunctionContext, StateStore
 from functions_framework.outputs import DaprOutputs, DaprState
 from functions_framework.runtime_context import RuntimeContext
 from functions_framework.settings import Settings

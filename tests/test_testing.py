@@ -6,8 +6,8 @@ import pytest
 
 import functions_framework as ff
 from functions_framework import testing
-from functions_framework.context import parse_context
 from functions_framework.event import Trigger
+from functions_framework.model import parse_context
 from tests.support import SAMPLES
 
 

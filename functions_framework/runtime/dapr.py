@@ -15,8 +15,8 @@ from typing import Any
 import grpc
 from dapr.proto import appcallback_service_v1, appcallback_v1
 
-from ..context import Component
 from ..event import Event
+from ..model import Component
 from ..replies import Ack
 from .delivery import Router, binding_event, pubsub_event
 

@@ -10,9 +10,9 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..context import Component, FunctionContext
 from ..event import Event, Trigger
 from ..invocation import Invocation, Invoker, Outcome, Status, new_execution_id
+from ..model import Component, FunctionContext
 from ..plugins import Rejected
 from ..replies import Ack, AckPolicy, ack
 from ..settings import Settings

@@ -18,9 +18,9 @@ from dataclasses import replace
 from typing import Any
 
 from ..access_log import AccessLog
-from ..context import FunctionContext
 from ..invocation import Invoker, run_coroutine
 from ..loader import LoadedFunction
+from ..model import FunctionContext
 from ..plugins import SupervisorHooks, WorkerInfo, load_factories, load_plugins
 from ..runtime_context import RuntimeContext
 from ..settings import Settings

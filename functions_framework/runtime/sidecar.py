@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..context import FunctionContext
 from ..errors import FunctionsFrameworkError
+from ..model import FunctionContext
 
 log = logging.getLogger("functions_framework.sidecar")
 
