@@ -184,10 +184,17 @@ class DaprOutputs:
             self.outbound(call)
         return call
 
-    def send(self, data: Any, output: str | None = None, metadata: dict[str, str] | None = None) -> list[Any]:
+    def send(
+        self,
+        data: Any,
+        output: str | None = None,
+        metadata: dict[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> list[Any]:
         targets = self._targets(output)
         where = f"send(output={output!r})" if output is not None else "send()"
-        body, content_type = encode(data, where)
+        body, default_type = encode(data, where)
+        content_type = content_type or default_type
         return [self._send_one(component, body, content_type, metadata) for component in targets]
 
     def _targets(self, output: str | None) -> list[Component]:

@@ -17,7 +17,13 @@ if TYPE_CHECKING:
 class Outputs(Protocol):
     """Where ``context.send`` and ``context.state`` go (Dapr, or a recorder in tests)."""
 
-    def send(self, data: Any, output: str | None, metadata: dict[str, str] | None) -> list[Any]: ...
+    def send(
+        self,
+        data: Any,
+        output: str | None,
+        metadata: dict[str, str] | None,
+        content_type: str | None = None,
+    ) -> list[Any]: ...
 
     def state(self, name: str) -> Any: ...
 

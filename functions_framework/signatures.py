@@ -284,14 +284,19 @@ class OpenFunctionAdapter(Adapter):
     def __init__(self, func: Callable[..., Any], flask_app: Any = None) -> None:
         super().__init__(func, flask_app)
         self.takes_data = len(positional_parameters(func)) >= 2
+        """``(context, data)``: the first framework's async style, ``data`` the raw payload bytes."""
 
     def __call__(self, context: RuntimeContext, event: Event) -> Any:
-        from .context.user_context import UserContext  # type: ignore[import-not-found]
+        if self.takes_data:
+            return self.func(context, event.body)
+        from .context.user_context import UserContext
 
         user_context = UserContext(context, event)
-        if self.takes_data:
-            return self.func(user_context, event.data)
-        return self.in_flask(event, lambda: self.func(user_context))
+        if self.flask_app is None or event.environ is None:
+            return self.func(user_context)
+        import flask
+
+        return self.in_flask(event, lambda: flask.make_response(self.func(user_context)))
 
 
 ADAPTERS: dict[SignatureType, type[Adapter]] = {
@@ -306,7 +311,7 @@ ADAPTERS: dict[SignatureType, type[Adapter]] = {
     )
 }
 
-NEEDS_FLASK: frozenset[SignatureType] = frozenset({"http"})
+NEEDS_FLASK: frozenset[SignatureType] = frozenset({"http", "openfunction"})
 
 
 def positional_parameters(func: Callable[..., Any]) -> list[inspect.Parameter]:

@@ -94,7 +94,13 @@ class RecordingOutputs:
         self.sent: list[tuple[str, Any, dict[str, str]]] = []
         self.states: dict[str, MemoryState] = {}
 
-    def send(self, data: Any, output: str | None = None, metadata: dict[str, str] | None = None) -> list[Any]:
+    def send(
+        self,
+        data: Any,
+        output: str | None = None,
+        metadata: dict[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> list[Any]:
         names = list(self.function.outputs)
         where = f"send(output={output!r})" if output is not None else "send()"
         if output is None:

@@ -42,8 +42,10 @@ V1BETA1_OUTPUT_FIELDS = ("uri", "componentName", "componentType", "metadata", "o
 # v1beta2 (functionContextV1beta2); `triggers` is spec.serving.triggers as written in the Function.
 V1BETA2_FIELDS = (
     "name", "version", "triggers", "inputs", "outputs", "states", "preHooks", "postHooks", "tracing",
-    "daprPort", "appProtocol",
+    "daprPort", "appProtocol", "port",
 )  # fmt: skip
+# `port`: OpenFunction's current Python framework serves Dapr triggers on it (and HTTP when
+# triggers.http has no port); funcd reads it the same way, `daprPort` taking precedence.
 V1BETA2_COMPONENT_FIELDS = (
     "componentName", "componentType", "topic", "metadata", "operation", "deadLetterTopic",
 )  # fmt: skip
@@ -194,12 +196,15 @@ def _parse_v1beta2(r: Reader, data: Mapping[str, Any]) -> FunctionContext:
     }
     for name, comp in outputs.items():
         check_topic(r, comp, join("outputs", name))
+    app_port = r.port(d["port"], "port") if d.get("port") is not None else None
     if triggers.http is not None:
-        port = triggers.http.port
+        port = triggers.http.port if triggers.http.port is not None else app_port
         http_port: int | None = DEFAULT_HTTP_PORT if port is None else port
     else:  # no triggers at all: an HTTP function
         http_port = DEFAULT_HTTP_PORT if d.get("triggers") is None and not inputs else None
     dapr_port = r.port(d["daprPort"], "daprPort") if d.get("daprPort") is not None else None
+    if dapr_port is None and triggers.http is None:
+        dapr_port = app_port
     return FunctionContext(
         name=r.string(d, "name", "") or "function",
         version=r.string(d, "version", ""),

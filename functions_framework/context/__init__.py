@@ -1,0 +1,1 @@
+"""OpenFunction's Python import path, ``functions_framework.context.user_context``, for its functions."""
