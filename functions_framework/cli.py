@@ -191,7 +191,12 @@ def build_settings(args: argparse.Namespace, env: Mapping[str, str], context: Fu
             raise UsageError(f"PORT: {exc}") from None
     else:
         port = context.http_port if context.http_port is not None else 8080
-    access_log = args.access_log if args.access_log is not None else _flag(env, "FUNCD_ACCESS_LOG")
+    if args.access_log is not None:
+        access_log = args.access_log
+    elif env.get("FUNCD_ACCESS_LOG"):
+        access_log = _flag(env, "FUNCD_ACCESS_LOG")
+    else:
+        access_log = context.access_log
     return Settings(
         host=args.host or env.get("HOST") or "127.0.0.1",
         port=port,

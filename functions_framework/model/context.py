@@ -135,6 +135,8 @@ class FunctionContext:
     """Plugin names whose ``post_hook`` runs after each call, in order."""
     tracing: Tracing | None = None
     """Tracing settings, or ``None``."""
+    access_log: bool = False
+    """Write one access log line per request or delivery (funcd's ``accessLog`` key)."""
 
     @property
     def has_http(self) -> bool:

@@ -42,7 +42,7 @@ V1BETA1_OUTPUT_FIELDS = ("uri", "componentName", "componentType", "metadata", "o
 # v1beta2 (functionContextV1beta2); `triggers` is spec.serving.triggers as written in the Function.
 V1BETA2_FIELDS = (
     "name", "version", "triggers", "inputs", "outputs", "states", "preHooks", "postHooks", "tracing",
-    "daprPort", "appProtocol", "port",
+    "daprPort", "appProtocol", "accessLog", "port",
 )  # fmt: skip
 # `port`: OpenFunction's current Python framework serves Dapr triggers on it (and HTTP when
 # triggers.http has no port); funcd reads it the same way, `daprPort` taking precedence.
@@ -58,7 +58,7 @@ INPUT_KINDS = ("pubsub", "bindings", "state")
 
 def detect_layout(data: Mapping[str, Any]) -> Layout:
     """Tell OpenFunction's two context layouts apart by their distinctive keys."""
-    v1beta2_keys = {"triggers", "preHooks", "postHooks", "tracing", "daprPort", "appProtocol"}
+    v1beta2_keys = {"triggers", "preHooks", "postHooks", "tracing", "daprPort", "appProtocol", "accessLog"}
     v1beta1_keys = {"runtime", "port", "prePlugins", "postPlugins", "pluginsTracing"}
     if v1beta2_keys & data.keys():
         return "v1beta2"
@@ -211,6 +211,7 @@ def _parse_v1beta2(r: Reader, data: Mapping[str, Any]) -> FunctionContext:
         http_port=http_port,
         dapr_port=DEFAULT_DAPR_PORT if dapr_port is None else dapr_port,
         app_protocol=r.choice(d, "appProtocol", "", APP_PROTOCOLS, "grpc"),
+        access_log=r.boolean(d, "accessLog", ""),
         inputs=inputs,
         outputs=outputs,
         states=states,
@@ -257,6 +258,8 @@ def dump_context(ctx: FunctionContext) -> dict[str, Any]:
         out["daprPort"] = ctx.dapr_port
     if ctx.app_protocol != "grpc":
         out["appProtocol"] = ctx.app_protocol
+    if ctx.access_log:
+        out["accessLog"] = True
     if ctx.pre_hooks:
         out["preHooks"] = list(ctx.pre_hooks)
     if ctx.post_hooks:
