@@ -19,7 +19,7 @@ import requests
 from tests.e2e.stack_dapr import DaprdFactory
 from tests.e2e.stack_procs import free_port, http_status
 from tests.e2e.stack_redis import RedisServer
-from tests.e2e.test_async_runtime import Funcd, FuncdFactory, poll, redis_pubsub, stream
+from tests.e2e.test_funcd_async_runtime import Funcd, FuncdFactory, poll, redis_pubsub, stream
 from tests.support import SAMPLES, run_cli, write_function
 
 
