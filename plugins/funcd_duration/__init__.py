@@ -1,9 +1,8 @@
-"""A tiny built-in plugin: adds ``x-funcd-duration`` (seconds, handler and hooks) to HTTP responses."""
+"""A tiny built-in plugin: adds ``x-funcd-duration`` (seconds: hooks and handler) to HTTP replies."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from functions_framework import FunctionContext, Invocation, Outcome
 
@@ -20,5 +19,7 @@ class DurationPlugin:
         invocation.state[self.name] = time.perf_counter()
 
     def post_hook(self, invocation: Invocation, outcome: Outcome) -> None:
-        started: Any = invocation.state.get(self.name, invocation.started)
+        if invocation.event.trigger.kind != "http":
+            return  # a Dapr delivery has no reply headers
+        started = invocation.state.get(self.name, invocation.started)
         invocation.response_headers[HEADER] = f"{time.perf_counter() - started:.6f}"
