@@ -178,7 +178,7 @@ def check_arity(func: Callable[..., Any], signature: SignatureType) -> None:
         return
     wants = " or ".join(str(n) for n in counts)
     raise SignatureError(
-        f"{describe(func)}: a {signature!r} function takes {wants} positional parameter(s) "
+        f"{describe(func)}: the {signature!r} signature takes {wants} positional parameter(s) "
         f"{ADAPTERS[signature].parameters}, but this one declares {len(positional)}"
         + (f" and required keyword-only {', '.join(p.name for p in required_kw)}" if required_kw else "")
         + f"; funcd accepts: {accepted_signatures()}"
@@ -199,7 +199,7 @@ def check_triggers(function: LoadedFunction, context: FunctionContext) -> None:
         if kind not in adapter.triggers:
             serving = ", ".join(s for s, a in ADAPTERS.items() if kind in a.triggers)
             raise SignatureError(
-                f"{describe(function.handler)} is a {adapter.signature!r} function "
+                f"{describe(function.handler)} has the {adapter.signature!r} signature "
                 f"{adapter.parameters}, which cannot serve {what}; signatures that can: {serving}"
             )
 
