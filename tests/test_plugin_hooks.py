@@ -140,6 +140,7 @@ def handler(context, event):
     if p == "/drop": raise ff.Drop()
     if p == "/bad-json": return event.data
     if p == "/boom": raise RuntimeError("boom")
+    if p == "/own-timeout": raise TimeoutError("timed out")  # as a socket raises it: not funcd's timeout
     if p == "/timeout":
         import threading
         threading.Event().wait(30)
@@ -168,6 +169,7 @@ def probe_env(tmp_path):
         ("/drop", 422, "drop"),
         ("/bad-json", 400, "invalid"),
         ("/boom", 500, "error"),
+        ("/own-timeout", 500, "error"),
         ("/timeout", 504, "timeout"),
     ],
 )
@@ -395,6 +397,16 @@ def test_worker_and_supervisor_lifecycle_hooks(funcd, tmp_path, probe_env):
     exited = files(out, "exited")
     assert set(exited) == set(started), server.output
     assert all(record == {"supervisor": supervisor_pid} for record in exited.values())
+
+
+def test_worker_hooks_with_the_single_process_server(funcd, tmp_path, probe_env):
+    env, out = probe_env
+    folder = write_function(tmp_path / "f", HTTP_FUNCTION, f"name: single\n{HOOKS}")
+    server = funcd(str(folder), "--server", "wsgiref", env=env)
+    assert set(files(out, "started")) == {server.proc.pid}
+    assert requests.get(server.url).status_code == 200
+    assert server.stop() == 0, server.output
+    assert set(files(out, "stopping")) == {server.proc.pid}, server.output
 
 
 def test_worker_exited_sees_every_worker_when_one_is_killed(funcd, tmp_path, probe_env):
