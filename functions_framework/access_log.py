@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from .event import trace_id_of
+
 if TYPE_CHECKING:
     from .event import Event
     from .invocation import Invocation, Outcome
@@ -48,12 +50,16 @@ class AccessLog:
         log.info("access", extra={"access": fields})
 
     def rejected(self, request: Rejected) -> None:
-        reply_key = "status" if request.trigger.kind == "http" else "ack"
+        kind = request.trigger.kind
+        if kind == "http":
+            where: dict[str, Any] = {"method": request.method, "path": request.path, "status": request.reply}
+        else:
+            where = {"input": request.trigger.name, "topic": request.topic, "ack": request.reply}
         fields = {
-            "trigger": request.trigger.kind,
-            "input": request.trigger.name,
-            reply_key: request.reply,
+            "trigger": kind,
+            **where,
             "rejected": request.reason,
             "execution_id": request.execution_id,
+            "trace_id": trace_id_of(request.headers.get("traceparent", "")),
         }
         log.info("access", extra={"access": fields})

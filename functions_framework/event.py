@@ -48,6 +48,24 @@ def _charset(content_type: str) -> str:
     return "utf-8"
 
 
+def _hex(text: str, length: int) -> bool:
+    return len(text) == length and all(c in "0123456789abcdef" for c in text)
+
+
+def trace_id_of(traceparent: str) -> str:
+    """The trace id of a W3C ``traceparent`` (``version-traceid-parentid-flags``), or '' when invalid:
+    lower-case hex fields of the right lengths, version not ``ff``, ids not all zero."""
+    parts = traceparent.strip().split("-")
+    if len(parts) < 4 or not _hex(parts[0], 2) or parts[0] == "ff" or (parts[0] == "00" and len(parts) > 4):
+        return ""
+    _, trace_id, parent_id, flags = parts[:4]
+    if not (_hex(trace_id, 32) and _hex(parent_id, 16) and _hex(flags, 2)):
+        return ""
+    if trace_id == "0" * 32 or parent_id == "0" * 16:
+        return ""
+    return trace_id
+
+
 def decode_body(body: bytes, content_type: str) -> Any:
     """JSON → Python objects, text → str, empty → None, anything else → the bytes."""
     if not body:
@@ -188,11 +206,8 @@ class Event:
 
     @property
     def trace_id(self) -> str:
-        """The trace id of the inbound ``traceparent``, or ''."""
-        tp = self.headers.get("traceparent") or self.extensions.get("traceparent") or ""
-        parts = str(tp).split("-")
-        valid = len(parts) == 4 and len(parts[1]) == 32 and parts[1] != "0" * 32
-        return parts[1] if valid else ""
+        """The trace id of the inbound ``traceparent``, or '' when there is none or it is invalid."""
+        return trace_id_of(str(self.headers.get("traceparent") or self.extensions.get("traceparent") or ""))
 
     def json(self) -> Any:
         """The body parsed as JSON whatever the content type; raises ``EventDataError``."""

@@ -9,8 +9,8 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import Drop, EventDataError, HandlerTimeout, HTTPError, RequestError, Retry
@@ -123,11 +123,20 @@ def run_coroutine(coro: Any, timeout: float | None = None) -> Any:
     import asyncio
 
     future = asyncio.run_coroutine_threadsafe(coro, _Loop.get())
-    try:
-        return future.result(timeout)
-    except FutureTimeout:
+    return _result_within(future, timeout)
+
+
+def _result_within(future: Future[Any], timeout: float | None) -> Any:
+    """The future's result, or ``HandlerTimeout`` when it is not done within ``timeout`` seconds.
+
+    Waiting and getting the result are separate steps, so that a ``TimeoutError`` the handler raised
+    itself (a socket's, ``asyncio.wait_for``'s) stays the handler's exception and is not taken for ours.
+    """
+    done, _ = wait_futures((future,), timeout)
+    if not done:
         future.cancel()
-        raise HandlerTimeout(f"the handler did not finish within {timeout:g}s") from None
+        raise HandlerTimeout(f"the handler did not finish within {timeout:g}s")
+    return future.result()
 
 
 def _in_loop(invocation: Invocation, call: Callable[[], Any]) -> Any:
@@ -221,8 +230,4 @@ class Invoker:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(thread_name_prefix="funcd-handler")
         future = self._executor.submit(contextvars.copy_context().run, call)
-        try:
-            return future.result(self.timeout)
-        except FutureTimeout:
-            future.cancel()
-            raise HandlerTimeout(f"the handler did not finish within {self.timeout:g}s") from None
+        return _result_within(future, self.timeout)

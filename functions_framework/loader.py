@@ -148,7 +148,9 @@ def _annotation_name(param: inspect.Parameter) -> str:
     ann = param.annotation
     if ann is inspect.Parameter.empty:
         return ""
-    return ann.rsplit(".", 1)[-1] if isinstance(ann, str) else getattr(ann, "__name__", "")
+    if isinstance(ann, str):  # postponed: "UserContext", or "'UserContext'" when quoted as well
+        return ann.strip("'\"").rsplit(".", 1)[-1]
+    return getattr(ann, "__name__", "")
 
 
 _ARITY: dict[SignatureType, tuple[int, ...]] = {

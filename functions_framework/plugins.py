@@ -66,6 +66,12 @@ class Rejected:
     """Transport headers (lower-case), for the trace carrier."""
     execution_id: str = ""
     """The execution id, when one was assigned."""
+    method: str = ""
+    """The HTTP method of a refused request ('' for a delivery)."""
+    path: str = ""
+    """The path of a refused request ('' for a delivery)."""
+    topic: str = ""
+    """The topic of a refused pub/sub delivery ('' otherwise)."""
 
 
 @dataclass(frozen=True)

@@ -59,9 +59,18 @@ class Router:
         """Refuse a delivery before the handler: log it, tell the plugins, ack ``on_invalid``."""
         ack_ = self.policy.on_invalid
         log.warning("%s; ack %s", message, ack_)
-        trigger = Trigger("pubsub" if comp.kind == "pubsub" else "binding", comp.name)
+        pubsub = comp.kind == "pubsub"
+        trigger = Trigger("pubsub" if pubsub else "binding", comp.name)
         self.invoker.hooks.rejected(
-            Rejected(reason, trigger, ack_, message, dict(headers or {}), execution_id)  # type: ignore[arg-type]
+            Rejected(
+                reason,  # type: ignore[arg-type]
+                trigger,
+                ack_,
+                message,
+                dict(headers or {}),
+                execution_id,
+                topic=comp.topic if pubsub else "",
+            )
         )
         return ack_
 

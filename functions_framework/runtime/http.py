@@ -253,7 +253,16 @@ class HttpApp:
         log.info("refused %s %s: %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"), message)
         reason: RejectReason = "too_large" if isinstance(exc, BodyTooLarge) else "bad_cloudevent"
         self.hooks.rejected(
-            Rejected(reason, HTTP_TRIGGER, status, message, environ_headers(environ), execution_id)
+            Rejected(
+                reason,
+                HTTP_TRIGGER,
+                status,
+                message,
+                environ_headers(environ),
+                execution_id,
+                method=environ.get("REQUEST_METHOD", ""),
+                path=environ.get("PATH_INFO") or "/",
+            )
         )
         reply = error_reply(status, message, execution_id)
         return self._send(

@@ -6,7 +6,6 @@ period, then the process exits 0. A second signal stops at once.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import signal
@@ -15,6 +14,7 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import replace
+from multiprocessing import util as mp_util
 from typing import Any
 
 from ..access_log import AccessLog
@@ -66,7 +66,9 @@ def build_worker(
             grpc_server.stop(1.0)
         runtime_context.close()
 
-    atexit.register(stop)
+    # Granian's workers are multiprocessing children, which leave through os._exit: atexit handlers
+    # never run there, multiprocessing's finalizers do (and, in a single process, at interpreter exit).
+    mp_util.Finalize(None, stop, exitpriority=100)
     hooks.worker_started(WorkerInfo(os.getpid(), context, settings))
     return app
 

@@ -30,7 +30,8 @@ What it records, in call order: ``published`` (``Published``), ``invoked`` (``Bi
 construction), and ``states`` (store name -> key -> bytes). Set ``token`` to require a
 ``dapr-api-token`` (mismatches get UNAUTHENTICATED), ``binding_responses[name]`` to set what a binding
 answers, ``fail_next(method, code)`` to make the next call(s) of a method fail, and ``healthy = False``
-to make the health endpoint answer 503.
+to make the health endpoint answer 503. State keys holding ``||`` are refused with INVALID_ARGUMENT,
+as daprd refuses them.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ from google.protobuf import empty_pb2
 __all__ = ["BindingCall", "Call", "DaprApiFake", "Published", "dapr_api"]
 
 HEALTH_PATHS = ("/v1.0/healthz", "/v1.0/healthz/outbound")
+KEY_SEPARATOR = "||"
+"""daprd refuses state keys holding it (INVALID_ARGUMENT), as this fake does."""
 
 
 @dataclass(frozen=True)
@@ -221,8 +224,18 @@ class DaprApiFake(dapr_pb2_grpc.DaprServicer):
             data, metadata = self.binding_responses.get(request.name, (b"", {}))
         return binding_pb2.InvokeBindingResponse(data=data, metadata=dict(metadata))
 
+    @staticmethod
+    def _check_key(key: str, context: grpc.ServicerContext) -> None:
+        """Refuse a key as daprd does: the separator of its own key scheme may not appear in it."""
+        if KEY_SEPARATOR in key:
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"input key/keyPrefix '{key}' can't contain '{KEY_SEPARATOR}'",
+            )
+
     def GetState(self, request: Any, context: grpc.ServicerContext) -> Any:
         self._enter("GetState", context)
+        self._check_key(request.key, context)
         with self._lock:
             data = self.states.get(request.store_name, {}).get(request.key, b"")
         # Dapr answers a missing key with empty data and no error.
@@ -230,6 +243,8 @@ class DaprApiFake(dapr_pb2_grpc.DaprServicer):
 
     def SaveState(self, request: Any, context: grpc.ServicerContext) -> empty_pb2.Empty:
         self._enter("SaveState", context)
+        for item in request.states:
+            self._check_key(item.key, context)
         with self._lock:
             store = self.states.setdefault(request.store_name, {})
             for item in request.states:
@@ -238,6 +253,7 @@ class DaprApiFake(dapr_pb2_grpc.DaprServicer):
 
     def DeleteState(self, request: Any, context: grpc.ServicerContext) -> empty_pb2.Empty:
         self._enter("DeleteState", context)
+        self._check_key(request.key, context)
         with self._lock:
             self.states.get(request.store_name, {}).pop(request.key, None)
         return empty_pb2.Empty()
@@ -249,6 +265,7 @@ class DaprApiFake(dapr_pb2_grpc.DaprServicer):
                 context.abort(
                     grpc.StatusCode.INVALID_ARGUMENT, f"unknown operation type {op.operationType!r}"
                 )
+            self._check_key(op.request.key, context)
         with self._lock:  # all or nothing
             store = self.states.setdefault(request.storeName, {})
             for op in request.operations:
