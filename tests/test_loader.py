@@ -195,7 +195,7 @@ def test_wrong_arity_names_the_function_what_it_declares_and_the_accepted_signat
         check_arity(namespace["f"], signature)
     message = str(info.value)
     declared = source.split("def ", 1)[1].split(":", 1)[0]
-    assert message.startswith(f"{declared}: a {signature!r} function"), message
+    assert message.startswith(f"{declared}: the {signature!r} signature"), message
     assert wants in message and declares in message, message
     assert_names_accepted(message)
 
@@ -223,7 +223,7 @@ def test_load_a_wrong_arity_is_a_start_up_error_naming_the_function(tmp_path):
     with pytest.raises(SignatureError) as info:
         load_function(source, "hello")
     message = str(info.value)
-    assert re.match(r"hello\(request, name\): a 'http' function takes 1 positional", message), message
+    assert re.match(r"hello\(request, name\): the 'http' signature takes 1 positional", message), message
     assert_names_accepted(message)
 
 
@@ -233,7 +233,7 @@ def test_load_an_http_function_on_a_pubsub_input_is_refused(tmp_path):
     with pytest.raises(SignatureError) as info:
         load_function(source, "hello", context=context)
     message = str(info.value)
-    assert message.startswith("hello(request) is a 'http' function (request), which cannot serve ")
+    assert message.startswith("hello(request) has the 'http' signature (request), which cannot serve ")
     assert "the Dapr input 'msg' (pubsub topic 'orders' of 'pubsub')" in message
     assert "signatures that can: funcd, cloudevent, typed, event, openfunction" in message
 
