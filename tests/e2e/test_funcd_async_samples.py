@@ -124,7 +124,7 @@ def test_pubsub_consumer_sample_embedded(embedded: Embedded, funcd_group: FuncdF
     # Not an order: the handler drops it, and the function keeps serving.
     assert run_cli("publish", "orders", "hello", env=env).returncode == 0
     poll(
-        lambda: any("the handler dropped it" in m for m in server.messages("info")), "the drop", server=server
+        lambda: any("the handler dropped the event" in m for m in server.messages("info")), "the drop", server=server
     )
     embedded.stop(server)
 
