@@ -25,6 +25,7 @@ from ..runtime_context import RuntimeContext
 from .delivery import AsyncOptions, Router
 from .http import HttpApp, HttpOptions
 from .lifecycle import Lifecycle
+from .ports import check_ports, serving_claims
 
 log = logging.getLogger("functions_framework.serve")
 
@@ -134,6 +135,10 @@ def resolve_ports(context: FunctionContext, options: ServeOptions) -> tuple[int,
     (workers bind the ports each, with SO_REUSEPORT); keep the reservations open while serving."""
     port = options.port if options.port is not None else (context.http_port or 8080)
     dapr_port = options.dapr_port if options.dapr_port is not None else context.dapr_port
+    check_ports(
+        options.host,
+        serving_claims(context.has_http, bool(context.inputs), options.dapr.app_protocol, port, dapr_port),
+    )
     reservations = []
     if port == 0:
         reservations.append(reserve_port(options.host))
