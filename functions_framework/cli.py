@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 from . import __version__
 from .context import FunctionContext, parse_context_text
+from .dapr_client import SidecarAddress, sidecar_address
 from .decorators import SIGNATURES
 from .errors import FunctionsFrameworkError
 from .loader import LoadedFunction, find_source, load_function
@@ -118,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--dapr-port", type=_port, help="AppCallback gRPC port (default: the context's, else 50051)"
     )
     run.add_argument("--dapr-address", help="the sidecar's gRPC host:port (default: DAPR_GRPC_ENDPOINT/PORT)")
+    run.add_argument(
+        "--dapr-http-address",
+        help="the sidecar's HTTP host:port (optional; default: DAPR_HTTP_ENDPOINT/PORT)",
+    )
     run.add_argument("--on-error", choices=ACKS, default="retry", help="ack when an async handler raises")
     run.add_argument(
         "--on-invalid", choices=ACKS, default="drop", help="ack for an event that does not decode"
@@ -158,15 +163,6 @@ def load_context(
     return FunctionContext()
 
 
-def sidecar_address(env: Mapping[str, str]) -> str | None:
-    """The sidecar's gRPC address from Dapr's own environment variables, if any."""
-    if env.get("DAPR_GRPC_ENDPOINT"):
-        return env["DAPR_GRPC_ENDPOINT"].removeprefix("http://").removeprefix("dns:")
-    if env.get("DAPR_GRPC_PORT"):
-        return f"{env.get('DAPR_HOST_IP') or '127.0.0.1'}:{env['DAPR_GRPC_PORT']}"
-    return None
-
-
 def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     source = find_source(
         args.path or env.get("FUNCTION_SOURCE") or ("main.py" if Path("main.py").exists() else ".")
@@ -203,7 +199,7 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             app_token=env.get("APP_API_TOKEN") or None,
         ),
         dapr_port=args.dapr_port,
-        dapr_address=args.dapr_address or sidecar_address(env),
+        dapr_address=sidecar_address(args.dapr_address, args.dapr_http_address, env),
     )
     from .plugins import check_plugins
     from .runtime.serve import serve
@@ -237,10 +233,8 @@ def serve_with_local_dapr(
     )
     try:
         sidecar.wait_ready()
-        # The Dapr SDK in the workers finds its sidecar through these.
-        os.environ["DAPR_HTTP_PORT"] = str(sidecar.http_port)
-        os.environ["DAPR_GRPC_PORT"] = str(sidecar.grpc_port)
-        options = replace(options, port=port, dapr_port=dapr_port, dapr_address=sidecar.grpc_address)
+        address = SidecarAddress(sidecar.grpc_address, sidecar.http_url, env.get("DAPR_API_TOKEN") or None)
+        options = replace(options, port=port, dapr_port=dapr_port, dapr_address=address)
         return serve(function, context, options)
     finally:
         sidecar.stop()

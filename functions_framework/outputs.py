@@ -1,16 +1,15 @@
 """Dapr-backed ``context.send()`` and ``context.state()``.
 
-``DaprOutputs`` implements the ``Outputs`` protocol of ``runtime_context`` on the official Dapr SDK's
-gRPC ``DaprClient``. Its in-memory twin for tests is ``testing.RecordingOutputs``.
+``DaprOutputs`` implements the ``Outputs`` protocol of ``runtime_context`` on the sidecar's gRPC API
+(``dapr_client.DaprApi``, the official ``dapr.proto`` stubs). Its in-memory twin for tests is
+``testing.RecordingOutputs``.
 
-The client is created on first use, so a function that never sends never waits for a sidecar. The
-SDK's constructor blocks until the sidecar answers ``GET {DAPR_HTTP_ENDPOINT or
-http://DAPR_RUNTIME_HOST:DAPR_HTTP_PORT}/v1.0/healthz/outbound`` (at most ``DAPR_HEALTH_TIMEOUT``
-seconds, 60 by default). One client is shared by every thread and closed by ``close()``. This module
-reads no environment variable itself: ``address`` ("127.0.0.1:50001") is passed explicitly, and when it
-is ``None`` the SDK's own settings apply (``DAPR_GRPC_ENDPOINT``, else
-``DAPR_RUNTIME_HOST:DAPR_GRPC_PORT``). The SDK also sends ``dapr-api-token`` when ``DAPR_API_TOKEN``
-is set.
+The connection is made on first use, so a function that never sends never waits for a sidecar. The
+first call waits until the sidecar's gRPC API is ready (at most ``SidecarAddress.timeout`` seconds,
+60 by default); a call that finds no sidecar in that time raises OutputError, and the next call tries
+again. One channel is shared by every thread and closed by ``close()``. This module reads no
+environment variable: the address is passed in (``SidecarAddress``, or ``"host:port"``; ``None``
+means Dapr's default, 127.0.0.1:50001). ``dapr-api-token`` is sent when the address carries a token.
 
 ``send(data, output=None, metadata=None)`` goes to ``function.outputs[output]``, or to every output in
 order when ``output`` is ``None``; the first failure raises and later outputs are not tried. Per
@@ -41,11 +40,10 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .dapr_client import DEFAULT_GRPC, DaprApi, SidecarAddress, SidecarUnavailable
 from .errors import OutputError
 
 if TYPE_CHECKING:
-    from dapr.clients import DaprClient
-
     from .context import Component, FunctionContext, StateStore
 
 __all__ = ["DaprOutputs", "DaprState", "encode"]
@@ -85,17 +83,19 @@ def _describe(exc: BaseException) -> str:
 class DaprOutputs:
     """``context.send`` / ``context.state`` through the Dapr sidecar's gRPC API."""
 
-    def __init__(self, function: FunctionContext, address: str | None = None) -> None:
+    def __init__(self, function: FunctionContext, address: SidecarAddress | str | None = None) -> None:
         self.function = function
         """The FunctionContext whose ``outputs`` and ``states`` are used."""
+        if not isinstance(address, SidecarAddress):
+            address = SidecarAddress(address or DEFAULT_GRPC)
         self.address = address
-        """The sidecar's gRPC address, or ``None`` for the SDK's settings."""
-        self._client: DaprClient | None = None
+        """Where the sidecar is."""
+        self._client: DaprApi | None = None
         self._lock = threading.Lock()
         self._closed = False
 
-    def client(self) -> DaprClient:
-        """The shared DaprClient, created on first use (waiting for the sidecar to be healthy)."""
+    def client(self) -> DaprApi:
+        """The shared connection, made on first use (waiting for the sidecar's gRPC API)."""
         client = self._client
         if client is not None:
             return client
@@ -103,15 +103,13 @@ class DaprOutputs:
             if self._closed:
                 raise OutputError(f"function {self.function.name!r}: Dapr outputs are closed")
             if self._client is None:
-                from dapr.clients import DaprClient
-
-                where = self.address or "the address in DAPR_GRPC_ENDPOINT/DAPR_GRPC_PORT"
+                api = DaprApi(self.address)
                 try:
-                    self._client = DaprClient(address=self.address)
-                except Exception as exc:  # sidecar health timeout, bad address
-                    raise OutputError(
-                        f"cannot connect to the Dapr sidecar at {where}: {_describe(exc)}"
-                    ) from exc
+                    api.wait_ready()
+                except SidecarUnavailable as exc:
+                    api.close()
+                    raise OutputError(f"cannot connect to the Dapr sidecar: {exc}") from exc
+                self._client = api
             return self._client
 
     def send(self, data: Any, output: str | None = None, metadata: dict[str, str] | None = None) -> list[Any]:
@@ -144,21 +142,9 @@ class DaprOutputs:
         client = self.client()
         try:
             if component.kind == "pubsub":
-                client.publish_event(
-                    pubsub_name=component.component_name,
-                    topic_name=component.topic,
-                    data=body,
-                    data_content_type=content_type,
-                    publish_metadata=merged,
-                )
+                client.publish(component.component_name, component.topic, body, content_type, merged)
                 return None
-            response = client.invoke_binding(
-                binding_name=component.component_name,
-                operation=operation,
-                data=body,
-                binding_metadata=merged,
-            )
-            return bytes(response.data)
+            return client.invoke_binding(component.component_name, operation, body, merged)
         except Exception as exc:
             raise OutputError(f"send(output={component.name!r}): {action} failed: {_describe(exc)}") from exc
 
@@ -176,7 +162,7 @@ class DaprOutputs:
             self._closed = True
             client, self._client = self._client, None
         if client is not None:
-            client.close()  # type: ignore[no-untyped-call]
+            client.close()
 
 
 class DaprState:
@@ -197,7 +183,7 @@ class DaprState:
         """The value at ``key``, JSON-decoded when it is JSON; ``default`` when the key is absent."""
         client = self._outputs.client()
         try:
-            data = client.get_state(store_name=self.store.component_name, key=key).data
+            data = client.get_state(self.store.component_name, key)
         except Exception as exc:
             raise self._fail(f"get({key!r})", exc) from exc
         if not data:
@@ -212,7 +198,7 @@ class DaprState:
         body = self._encode(value, f"save({key!r})")
         client = self._outputs.client()
         try:
-            client.save_state(store_name=self.store.component_name, key=key, value=body)
+            client.save_state(self.store.component_name, key, body)
         except Exception as exc:
             raise self._fail(f"save({key!r})", exc) from exc
 
@@ -220,29 +206,20 @@ class DaprState:
         """Remove ``key``; removing a missing key is not an error."""
         client = self._outputs.client()
         try:
-            client.delete_state(store_name=self.store.component_name, key=key)
+            client.delete_state(self.store.component_name, key)
         except Exception as exc:
             raise self._fail(f"delete({key!r})", exc) from exc
 
     def transaction(self, upserts: Mapping[str, Any] | None = None, deletes: list[str] | None = None) -> None:
         """Save ``upserts`` and delete ``deletes`` atomically (the store must support transactions)."""
-        from dapr.clients.grpc._request import TransactionalStateOperation, TransactionOperationType
-
         keys = [*(upserts or {}), *(deletes or [])]
         op = f"transaction(keys={keys!r})"
-        operations = [
-            TransactionalStateOperation(key=key, data=self._encode(value, op))
-            for key, value in (upserts or {}).items()
-        ]
-        operations += [
-            TransactionalStateOperation(key=key, operation_type=TransactionOperationType.delete)
-            for key in deletes or []
-        ]
-        if not operations:
+        encoded = {key: self._encode(value, op) for key, value in (upserts or {}).items()}
+        if not keys:
             return
         client = self._outputs.client()
         try:
-            client.execute_state_transaction(store_name=self.store.component_name, operations=operations)
+            client.transaction(self.store.component_name, encoded, list(deletes or []))
         except Exception as exc:
             raise self._fail(op, exc) from exc
 

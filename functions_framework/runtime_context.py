@@ -10,6 +10,7 @@ from .errors import OutputError
 
 if TYPE_CHECKING:
     from .context import FunctionContext
+    from .dapr_client import SidecarAddress
 
 
 class Outputs(Protocol):
@@ -26,7 +27,10 @@ class RuntimeContext:
     """What a handler sees of the function it runs in. One per worker process."""
 
     def __init__(
-        self, function: FunctionContext, outputs: Outputs | None = None, dapr_address: str | None = None
+        self,
+        function: FunctionContext,
+        outputs: Outputs | None = None,
+        dapr_address: SidecarAddress | str | None = None,
     ) -> None:
         self.function = function
         """The parsed FunctionContext."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..context import FunctionContext
+from ..dapr_client import SidecarAddress, configure_sdk
 from ..invocation import Invoker, run_coroutine
 from ..loader import LoadedFunction
 from ..plugins import load_plugins
@@ -56,8 +57,8 @@ class ServeOptions:
     """Dapr runtime settings."""
     dapr_port: int | None = None
     """AppCallback gRPC port; ``None`` takes the context's."""
-    dapr_address: str | None = None
-    """The sidecar's gRPC address for outputs and state (``host:port``); ``None``: the SDK's defaults."""
+    dapr_address: SidecarAddress | None = None
+    """The sidecar, for outputs, state and drain; ``None``: Dapr's default address (127.0.0.1:50001)."""
 
 
 def build_worker(
@@ -72,6 +73,8 @@ def build_worker(
     Runs in each worker process, after the fork.
     """
     hooks = load_plugins(context)
+    if options.dapr_address is not None and context.uses_dapr:
+        configure_sdk(options.dapr_address)  # for the function's own DaprClient()
     runtime_context = RuntimeContext(context, dapr_address=options.dapr_address)
     atexit.register(runtime_context.close)  # closes the Dapr client when the worker exits
     run_init_context(function, runtime_context)

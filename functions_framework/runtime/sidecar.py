@@ -123,6 +123,10 @@ class LocalSidecar:
     def grpc_address(self) -> str:
         return f"{HOST}:{self.grpc_port}"
 
+    @property
+    def http_url(self) -> str:
+        return f"http://{HOST}:{self.http_port}"
+
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Wait until daprd has loaded its components (``/v1.0/healthz/outbound``)."""
 
