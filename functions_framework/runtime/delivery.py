@@ -2,7 +2,9 @@
 
 Ack mapping: SUCCESS → SUCCESS, ``Retry`` → RETRY, ``Drop`` → DROP, any other exception → RETRY
 (``on_error``), a timeout → RETRY, an event that does not decode (``EventDataError``) or is too
-large → DROP (``on_invalid``). While draining, new deliveries get RETRY so that Dapr redelivers them.
+large → DROP (``on_invalid``). Deliveries that arrive while draining are served like any other: an
+answer of RETRY would be dead-lettered at once by daprd when the subscription has a dead-letter topic
+and no resiliency policy (see ``drain``).
 """
 
 from __future__ import annotations
@@ -70,9 +72,6 @@ class Router:
 
     def deliver(self, event: Event, describe: Callable[[], str]) -> str:
         """Run the handler for one delivery and return its ack (SUCCESS, RETRY or DROP)."""
-        if self.lifecycle.draining:
-            log.info("draining: asking Dapr to redeliver %s", describe())
-            return Ack.RETRY
         if len(event.body) > self.options.max_body:
             log.warning(
                 "%s: payload of %d bytes exceeds the limit of %d bytes; ack %s",
@@ -82,11 +81,11 @@ class Router:
                 self.invalid_ack,
             )
             return self.invalid_ack
-        self.lifecycle.enter()
+        self.lifecycle.enter_delivery()  # served while draining too: see runtime/drain.py
         try:
             _, outcome = self.invoker.invoke(event, event.id or new_execution_id())
         finally:
-            self.lifecycle.leave()
+            self.lifecycle.leave_delivery()
         status = outcome.status
         if status is Status.SUCCESS:
             return Ack.SUCCESS

@@ -17,6 +17,7 @@ from ..event import Event, Trigger
 from ..invocation import Invocation, Invoker, Outcome, Status, new_execution_id
 from ..loader import LoadedFunction
 from ..response import to_http
+from .drain import answer_ready
 from .lifecycle import Lifecycle
 
 if TYPE_CHECKING:
@@ -251,7 +252,7 @@ class HttpApp:
         if path == self.options.health_path:
             return self._send(start_response, 200, [("Content-Type", "text/plain")], b"ok")
         if path == self.options.ready_path:
-            if self.lifecycle.draining:
+            if not answer_ready(self.lifecycle, environ, self.dapr_routes is not None):
                 return self._send(start_response, 503, [("Content-Type", "text/plain")], b"draining")
             return self._send(start_response, 200, [("Content-Type", "text/plain")], b"ready")
         if self.dapr_routes is not None and self.dapr_routes.owns(path):

@@ -24,6 +24,7 @@ from ..loader import LoadedFunction
 from ..plugins import load_plugins
 from ..runtime_context import RuntimeContext
 from .delivery import AsyncOptions, Router
+from .drain import wait_drained
 from .http import HttpApp, HttpOptions
 from .lifecycle import Lifecycle
 from .ports import check_ports, serving_claims
@@ -203,7 +204,7 @@ def _serve_granian(
             announce(context, options, port, dapr_port)
 
         def _drain(self) -> None:
-            if lifecycle.wait_idle(grace):
+            if wait_drained(lifecycle, grace, context, options):
                 log.info("drained; stopping")
             else:
                 log.warning(
@@ -292,7 +293,7 @@ def _serve_wsgiref(
         lifecycle.start_draining()
 
         def drain() -> None:
-            lifecycle.wait_idle(options.grace)
+            wait_drained(lifecycle, options.grace, context, options)
             httpd.shutdown()
 
         threading.Thread(target=drain, daemon=True).start()
