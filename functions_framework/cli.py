@@ -202,11 +202,14 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         dapr_address=sidecar_address(args.dapr_address, args.dapr_http_address, env),
     )
     from .plugins import check_plugins
+    from .runtime.resiliency import dead_letter_warnings
     from .runtime.serve import serve
 
     check_plugins(context)
     if context.uses_dapr and options.dapr_address is None and not args.no_local_dapr:
         return serve_with_local_dapr(function, context, options, source.main.parent, env)
+    for warning in dead_letter_warnings(context, None):  # the sidecar's resiliency policies are unknown
+        log.warning("%s", warning)
     return serve(function, context, options)
 
 
@@ -229,7 +232,13 @@ def serve_with_local_dapr(
     port, dapr_port, reservations = resolve_ports(context, options)
     app_port = dapr_port if options.dapr.app_protocol == "grpc" else port
     sidecar = start_local_daprd(
-        daprd, context, folder, app_port, options.dapr.app_protocol, state_dir(env.get("XDG_RUNTIME_DIR"))
+        daprd,
+        context,
+        folder,
+        app_port,
+        options.dapr.app_protocol,
+        state_dir(env.get("XDG_RUNTIME_DIR")),
+        options.http.ready_path,
     )
     try:
         sidecar.wait_ready()

@@ -1,4 +1,9 @@
-"""``funcd publish``: send an event to a function running locally with an embedded daprd."""
+"""``funcd publish``: send an event to a function running locally with an embedded daprd.
+
+It never reports success for an event no function will receive: the function's funcd must still
+run (a record whose funcd is gone is cleaned, and its daprd stopped), and its daprd must list a
+subscription to the pub/sub and topic (``GET /v1.0/metadata``) before the event is published.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +11,36 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 from .errors import FunctionsFrameworkError
 from .runtime.sidecar import HOST, state_dir, wait_healthy
+from .runtime.sidecar_record import SidecarRecord, live_records
+
+READY_TIMEOUT = 15.0
 
 
-def running_sidecars(runtime_dir: str | None) -> list[dict[str, Any]]:
-    out = []
-    for record in sorted(state_dir(runtime_dir).glob("*.json")):
-        try:
-            out.append(json.loads(record.read_text()))
-        except (OSError, ValueError):
-            continue
-    return [r for r in out if Path(f"/proc/{r.get('pid')}").exists()]
+def running_sidecars(runtime_dir: str | None) -> list[SidecarRecord]:
+    """The local daprds whose funcd still runs (stale records are cleaned on the way)."""
+    return list(live_records(state_dir(runtime_dir)).values())
+
+
+def _get_json(url: str, timeout: float = 5.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+def subscriptions(sidecar: SidecarRecord) -> set[tuple[str, str]]:
+    """The (pub/sub, topic) pairs daprd delivers to the function, from its metadata API."""
+    try:
+        meta = _get_json(f"http://{HOST}:{sidecar.http_port}/v1.0/metadata")
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise FunctionsFrameworkError(
+            f"cannot read the subscriptions of the local daprd of {sidecar.app_id!r} "
+            f"(http://{HOST}:{sidecar.http_port}/v1.0/metadata): {exc}"
+        ) from None
+    subs = meta.get("subscriptions") if isinstance(meta, dict) else None
+    return {(str(s.get("pubsubname")), str(s.get("topic"))) for s in subs or [] if isinstance(s, dict)}
 
 
 def publish(
@@ -34,32 +54,45 @@ def publish(
     """Publish through the function's local daprd. Returns a one-line summary."""
     sidecars = running_sidecars(runtime_dir)
     if app_id:
-        sidecars = [s for s in sidecars if s["app_id"] == app_id]
+        sidecars = [s for s in sidecars if s.app_id == app_id]
     if not sidecars:
         where = f"named {app_id!r} " if app_id else ""
         raise FunctionsFrameworkError(
             f"no function {where}is running with a local daprd; start one with `funcd run <folder>`"
         )
     if len(sidecars) > 1:
-        names = ", ".join(s["app_id"] for s in sidecars)
+        names = ", ".join(s.app_id for s in sidecars)
         raise FunctionsFrameworkError(f"--app-id: expected one of {names} (several functions are running)")
     sidecar = sidecars[0]
     if pubsub is None:
-        if len(sidecar["pubsubs"]) != 1:
-            choices = ", ".join(sidecar["pubsubs"]) or "none"
+        if len(sidecar.pubsubs) != 1:
+            choices = ", ".join(sidecar.pubsubs) or "none"
             raise FunctionsFrameworkError(f"--pubsub: expected one of {choices}")
-        pubsub = sidecar["pubsubs"][0]
+        pubsub = sidecar.pubsubs[0]
     if content_type is None:
         try:
             json.loads(data)
             content_type = "application/json"
         except ValueError:
             content_type = "text/plain"
-    # Full health: components loaded and the function reachable and subscribed.
-    if not wait_healthy(sidecar["http_port"], "/v1.0/healthz", 15.0):
-        raise FunctionsFrameworkError(f"the local daprd of {sidecar['app_id']!r} is not healthy after 15s")
+    # Full health: components loaded and the function reachable.
+    if not wait_healthy(sidecar.http_port, "/v1.0/healthz", READY_TIMEOUT):
+        raise FunctionsFrameworkError(
+            f"the local daprd of {sidecar.app_id!r} is not healthy after {READY_TIMEOUT:g}s"
+        )
+    subscribed = subscriptions(sidecar)
+    if (pubsub, topic) not in subscribed:
+        listed = ", ".join(f"{t} on {p}" for p, t in sorted(subscribed)) or "none"
+        raise FunctionsFrameworkError(
+            f"{sidecar.app_id!r} does not subscribe to topic {topic!r} on pub/sub {pubsub!r} (its "
+            f"subscriptions: {listed}), so nothing would receive the event; it was not published"
+        )
+    if not sidecar.funcd_alive:
+        raise FunctionsFrameworkError(
+            f"the funcd of {sidecar.app_id!r} (pid {sidecar.funcd_pid}) has stopped"
+        )
     url = (
-        f"http://{HOST}:{sidecar['http_port']}/v1.0/publish/"
+        f"http://{HOST}:{sidecar.http_port}/v1.0/publish/"
         f"{urllib.parse.quote(pubsub, safe='')}/{urllib.parse.quote(topic, safe='')}"
     )
     req = urllib.request.Request(
@@ -73,6 +106,6 @@ def publish(
         raise FunctionsFrameworkError(f"daprd refused the event ({exc.code}): {detail}") from None
     except urllib.error.URLError as exc:
         raise FunctionsFrameworkError(
-            f"cannot reach the local daprd of {sidecar['app_id']!r}: {exc.reason}"
+            f"cannot reach the local daprd of {sidecar.app_id!r}: {exc.reason}"
         ) from None
-    return f"published to {pubsub}/{topic} of {sidecar['app_id']} ({status})"
+    return f"published to {pubsub}/{topic} of {sidecar.app_id} ({status})"

@@ -58,7 +58,7 @@ class Embedded:
         """The record of the running local daprd (its ports and pid)."""
         record = self.runtime_dir / "funcd" / f"{app_id}.json"
         data: dict[str, Any] = poll(lambda: record.exists() and json.loads(record.read_text()), f"{record}")
-        self.daprd_pids.append(int(data["pid"]))
+        self.daprd_pids.append(int(data["daprd_pid"]))
         return data
 
     def wait_subscribed(self, app_id: str) -> dict[str, Any]:
