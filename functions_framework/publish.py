@@ -8,16 +8,18 @@ subscription to the pub/sub and topic (``GET /v1.0/metadata``) before the event 
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any
 
 from .errors import FunctionsFrameworkError
-from .runtime.sidecar import HOST, state_dir, wait_healthy
+from .runtime.sidecar import HOST, state_dir
 from .runtime.sidecar_record import SidecarRecord, live_records
 
 READY_TIMEOUT = 15.0
+"""Seconds to wait for daprd to subscribe (a function that has just started)."""
 
 
 def running_sidecars(runtime_dir: str | None) -> list[SidecarRecord]:
@@ -32,15 +34,36 @@ def _get_json(url: str, timeout: float = 5.0) -> Any:
 
 def subscriptions(sidecar: SidecarRecord) -> set[tuple[str, str]]:
     """The (pub/sub, topic) pairs daprd delivers to the function, from its metadata API."""
-    try:
-        meta = _get_json(f"http://{HOST}:{sidecar.http_port}/v1.0/metadata")
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise FunctionsFrameworkError(
-            f"cannot read the subscriptions of the local daprd of {sidecar.app_id!r} "
-            f"(http://{HOST}:{sidecar.http_port}/v1.0/metadata): {exc}"
-        ) from None
+    meta = _get_json(f"http://{HOST}:{sidecar.http_port}/v1.0/metadata")
     subs = meta.get("subscriptions") if isinstance(meta, dict) else None
     return {(str(s.get("pubsubname")), str(s.get("topic"))) for s in subs or [] if isinstance(s, dict)}
+
+
+def _describe(pairs: set[tuple[str, str]]) -> str:
+    return ", ".join(f"{t} on {p}" for p, t in sorted(pairs)) or "none"
+
+
+def wait_subscribed(sidecar: SidecarRecord, pubsub: str, topic: str, timeout: float = READY_TIMEOUT) -> None:
+    """Wait until daprd lists the subscription: it subscribes once the function has answered its
+    first health probe. Raises when it does not within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    found: set[tuple[str, str]] = set()
+    problem = ""
+    while time.monotonic() < deadline:
+        try:
+            found = subscriptions(sidecar)
+            problem = ""
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            problem = f"; its metadata API (http://{HOST}:{sidecar.http_port}/v1.0/metadata) answers {exc}"
+        if (pubsub, topic) in found:
+            return
+        if not sidecar.funcd_alive:
+            break
+        time.sleep(0.1)
+    raise FunctionsFrameworkError(
+        f"the local daprd of {sidecar.app_id!r} does not deliver topic {topic!r} on pub/sub {pubsub!r} to "
+        f"the function (it delivers: {_describe(found)}{problem}); the event was not published"
+    )
 
 
 def publish(
@@ -75,18 +98,13 @@ def publish(
             content_type = "application/json"
         except ValueError:
             content_type = "text/plain"
-    # Full health: components loaded and the function reachable.
-    if not wait_healthy(sidecar.http_port, "/v1.0/healthz", READY_TIMEOUT):
-        raise FunctionsFrameworkError(
-            f"the local daprd of {sidecar.app_id!r} is not healthy after {READY_TIMEOUT:g}s"
-        )
-    subscribed = subscriptions(sidecar)
-    if (pubsub, topic) not in subscribed:
-        listed = ", ".join(f"{t} on {p}" for p, t in sorted(subscribed)) or "none"
+    declared = {(p, t) for p, t in sidecar.subscriptions}
+    if (pubsub, topic) not in declared:
         raise FunctionsFrameworkError(
             f"{sidecar.app_id!r} does not subscribe to topic {topic!r} on pub/sub {pubsub!r} (its "
-            f"subscriptions: {listed}), so nothing would receive the event; it was not published"
+            f"subscriptions: {_describe(declared)}), so nothing would receive the event; it was not published"
         )
+    wait_subscribed(sidecar, pubsub, topic)
     if not sidecar.funcd_alive:
         raise FunctionsFrameworkError(
             f"the funcd of {sidecar.app_id!r} (pid {sidecar.funcd_pid}) has stopped"

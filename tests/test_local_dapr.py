@@ -98,7 +98,7 @@ def record(state: Path, app_id: str, funcd_pid: int, funcd_started: int, daprd: 
     started = process_started(daprd.pid)
     assert started is not None
     path = state / f"{app_id}.json"
-    SidecarRecord(app_id, funcd_pid, funcd_started, daprd.pid, started, 1, 2, ["msg"], ["orders"]).write(path)
+    SidecarRecord(app_id, funcd_pid, funcd_started, daprd.pid, started, 1, 2, [["msg", "orders"]]).write(path)
     return path
 
 
@@ -125,7 +125,7 @@ def test_a_stale_record_never_stops_a_process_that_reused_the_pid(tmp_path):
     try:
         path = state / "f.json"
         # The recorded daprd started at another time than the process that now has its pid.
-        SidecarRecord("f", dead_pid(), 1, other.pid, 1, 1, 2, [], []).write(path)
+        SidecarRecord("f", dead_pid(), 1, other.pid, 1, 1, 2, []).write(path)
         assert live_records(state) == {}
         assert not path.exists()
         assert other.poll() is None

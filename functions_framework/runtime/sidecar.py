@@ -234,9 +234,10 @@ def start_local_daprd(
     funcd_started = process_started(parent)
     record = runtime_dir / f"{app_id}.json"
     if daprd_started is not None and funcd_started is not None:
-        topics = sorted({c.topic for c in context.inputs.values() if c.kind == "pubsub"})
+        pubsub_inputs = [c for c in context.inputs.values() if c.kind == "pubsub"]
+        subscriptions = sorted([c.component_name, c.topic] for c in pubsub_inputs)
         SidecarRecord(
-            app_id, parent, funcd_started, proc.pid, daprd_started, http_port, grpc_port, inputs, topics
+            app_id, parent, funcd_started, proc.pid, daprd_started, http_port, grpc_port, subscriptions
         ).write(record)
     where = ", ".join(str(p) for p in resources)
     log.info("started a local daprd (pid %d, resources from %s); its log: %s", proc.pid, where, log_path)

@@ -71,10 +71,13 @@ class SidecarRecord:
     """daprd's HTTP API port."""
     grpc_port: int
     """daprd's gRPC API port."""
-    pubsubs: list[str] = field(default_factory=list)
-    """The pub/sub components the function subscribes through."""
-    topics: list[str] = field(default_factory=list)
-    """The topics it subscribes to."""
+    subscriptions: list[list[str]] = field(default_factory=list)
+    """The ``[pub/sub component, topic]`` pairs the function subscribes to."""
+
+    @property
+    def pubsubs(self) -> list[str]:
+        """The pub/sub components the function subscribes through."""
+        return sorted({pubsub for pubsub, _ in self.subscriptions})
 
     @property
     def funcd_alive(self) -> bool:
