@@ -136,7 +136,8 @@ def announce(context: FunctionContext, options: ServeOptions, port: int, dapr_po
 
 def resolve_ports(context: FunctionContext, options: ServeOptions) -> tuple[int, int, list[socket.socket]]:
     """The HTTP and AppCallback ports. Port 0 becomes a free port, held by a reservation socket
-    (workers bind the ports each, with SO_REUSEPORT); keep the reservations open while serving."""
+    (workers bind the ports each, with SO_REUSEPORT); keep the reservations open while serving.
+    Raises ``ports.PortError`` when a port is held by anybody (another funcd included)."""
     port = options.port if options.port is not None else (context.http_port or 8080)
     dapr_port = options.dapr_port if options.dapr_port is not None else context.dapr_port
     check_ports(
