@@ -100,67 +100,137 @@ def handled(record: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in record.read_text().splitlines() if line.strip()]
 
 
+class Setup:
+    """The function, its Redis pub/sub (a dead-letter topic, no resiliency policy) and what it saw."""
+
+    def __init__(
+        self,
+        tmp_path: Path,
+        redis: RedisServer,
+        daprd: DaprdFactory,
+        funcd_group: FuncdFactory,
+        protocol: str,
+    ) -> None:
+        tok = uuid.uuid4().hex[:8]
+        self.redis, self.daprd, self.funcd_group, self.protocol = redis, daprd, funcd_group, protocol
+        self.topic, self.dead, self.group = f"orders-{tok}", f"dead-{tok}", f"c-{tok}"
+        self.app_id = f"drain-{tok}"
+        self.folder = write_function(tmp_path / "fn", FUNCTION, context(tok))
+        self.record = tmp_path / "record.jsonl"
+        self.resources = [
+            redis_pubsub("pubsub", redis, self.group, processingTimeout="5000", redeliverInterval="500")
+        ]  # and no Resiliency resource: a failed delivery goes to the dead-letter topic at once
+
+    def sidecar(self, app_port: int) -> Sidecar:
+        """A daprd that checks the app's health every second and pauses it after 2 failed probes."""
+        health = [
+            "--enable-app-health-check",
+            "--app-health-probe-interval",
+            "1",
+            "--app-health-threshold",
+            "2",
+        ]
+        if self.protocol == "http":  # see tests/e2e/test_async_runtime.py on --app-max-concurrency
+            health += ["--app-health-check-path", "/readyz", "--app-max-concurrency", "1"]
+        return self.daprd(
+            app_port,
+            resources=self.resources,
+            app_protocol=self.protocol,
+            app_id=self.app_id,
+            wait="outbound",
+            extra_args=health,
+        )
+
+    def funcd(self, sidecar: Sidecar, instance: str) -> Funcd:
+        """funcd behind ``sidecar``, on its app port."""
+        assert sidecar.app_port is not None
+        args = [
+            "--app-protocol", self.protocol, "--dapr-address", sidecar.grpc_address,
+            "--dapr-http-address", f"127.0.0.1:{sidecar.http_port}", "--workers", "1", "--threads", "16",
+        ]  # fmt: skip
+        port = sidecar.app_port if self.protocol == "http" else free_port()
+        if self.protocol == "grpc":
+            args += ["--dapr-port", str(sidecar.app_port)]
+        env = {"FUNCD_E2E_RECORD": str(self.record), "FUNCD_E2E_INSTANCE": instance}
+        return self.funcd_group(self.folder, *args, env=env, port=port)
+
+    def handled(self, instance: str | None = None) -> list[str]:
+        return [e["key"] for e in handled(self.record) if instance is None or e["instance"] == instance]
+
+    def dead_lettered(self) -> set[str]:
+        return {e["data"]["key"] for e in stream(self.redis, self.dead)}
+
+    def check(self, publisher: Publisher, drained: Funcd) -> None:
+        """Every event published was handled, none dead-lettered; the drained funcd served deliveries
+        until daprd had paused."""
+        assert publisher.errors == []
+        sent = set(publisher.sent)
+        poll(
+            lambda: sent <= set(self.handled()) | self.dead_lettered(),
+            f"each of the {len(sent)} events to be handled or dead-lettered",
+            timeout=90,
+        )
+        lost = self.dead_lettered()
+        assert not lost, (
+            f"{len(lost)} of {len(sent)} events went to the dead-letter topic: {sorted(lost)[:10]}"
+        )
+        poll(lambda: pending(self.redis, self.topic, self.group) == 0, "every event to be acknowledged")
+        infos = drained.messages("info")
+        assert (
+            "draining: daprd has had 2 unhealthy answers to its health probes and pauses deliveries" in infos
+        )
+        [served] = [m for m in infos if m.endswith("delivery(ies) arrived and were served while draining")]
+        print(f"{len(sent)} events; the drained funcd: {served}")
+        assert int(served.split()[1]) > 0  # deliveries kept arriving during the drain, and were served
+        assert "drained; stopping" in infos
+
+
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
-def test_rolling_restart_dead_letters_nothing(
+def test_restart_in_place_dead_letters_nothing(
     protocol: str, tmp_path: Path, redis_server: RedisServer, daprd: DaprdFactory, funcd_group: FuncdFactory
 ) -> None:
-    tok = uuid.uuid4().hex[:8]
-    topic, dead, group = f"orders-{tok}", f"dead-{tok}", f"c-{tok}"
-    folder = write_function(tmp_path / "fn", FUNCTION, context(tok))
-    record = tmp_path / "record.jsonl"
-    resources = [
-        redis_pubsub("pubsub", redis_server, group, processingTimeout="5000", redeliverInterval="500")
-    ]  # and no Resiliency resource: a failed delivery goes to the dead-letter topic at once
-    app_port = free_port()
-    health = ["--enable-app-health-check", "--app-health-probe-interval", "1", "--app-health-threshold", "2"]
-    if protocol == "http":  # see tests/e2e/test_async_runtime.py on --app-max-concurrency
-        health += ["--app-health-check-path", "/readyz", "--app-max-concurrency", "1"]
-    sidecar = daprd(app_port, resources=resources, app_protocol=protocol, wait="outbound", extra_args=health)
-    args = [
-        "--app-protocol", protocol, "--dapr-address", sidecar.grpc_address,
-        "--dapr-http-address", f"127.0.0.1:{sidecar.http_port}", "--workers", "1", "--threads", "16",
-    ]  # fmt: skip
-    port = app_port if protocol == "http" else free_port()
-    if protocol == "grpc":
-        args += ["--dapr-port", str(app_port)]
-
-    def start(instance: str) -> Funcd:
-        env = {"FUNCD_E2E_RECORD": str(record), "FUNCD_E2E_INSTANCE": instance}
-        return funcd_group(folder, *args, env=env, port=port)
-
-    first = start("1")
+    """One daprd; funcd is stopped and started again on the same ports (a container restart)."""
+    setup = Setup(tmp_path, redis_server, daprd, funcd_group, protocol)
+    sidecar = setup.sidecar(free_port())
+    first = setup.funcd(sidecar, "1")
     sidecar.wait_ready(full=True, timeout=60)
-    with Publisher(sidecar, topic) as publisher:
-        poll(lambda: len(handled(record)) >= 100, "100 events handled by the first funcd", server=first)
+    with Publisher(sidecar, setup.topic) as publisher:
+        poll(lambda: len(setup.handled()) >= 100, "100 events handled by the first funcd", server=first)
         assert first.terminate(timeout=60) == 0  # SIGTERM mid-stream; it drains, then exits
         stopped_at = len(publisher.sent)
-        second = start("2")  # on the same ports: it can bind them only once the first has gone
+        second = setup.funcd(sidecar, "2")  # the same ports: it can bind them only once the first has gone
         poll(
-            lambda: (
-                len(publisher.sent) > stopped_at + 100
-                and sum(e["instance"] == "2" for e in handled(record)) >= 100
-            ),
+            lambda: len(publisher.sent) > stopped_at + 100 and len(setup.handled("2")) >= 100,
             "the second funcd to handle events published after the restart",
             timeout=60,
             server=second,
         )
-    assert publisher.errors == []
-    sent = set(publisher.sent)
+    setup.check(publisher, first)
 
-    def dead_lettered() -> set[str]:
-        return {e["data"]["key"] for e in stream(redis_server, dead)}
 
-    poll(
-        lambda: sent <= {e["key"] for e in handled(record)} | dead_lettered(),
-        f"each of the {len(sent)} events to be handled or dead-lettered",
-        timeout=90,
-    )
-    lost = dead_lettered()
-    assert not lost, f"{len(lost)} of {len(sent)} events went to the dead-letter topic: {sorted(lost)[:10]}"
-    poll(lambda: pending(redis_server, topic, group) == 0, "every event to be acknowledged")
-    infos = first.messages("info")
-    assert "draining: daprd has had 2 unhealthy answers to its health probes and pauses deliveries" in infos
-    [served] = [m for m in infos if m.endswith("delivery(ies) arrived and were served while draining")]
-    print(f"{len(sent)} events; first funcd: {served}")
-    assert int(served.split()[1]) > 0  # deliveries kept arriving during the drain, and were served
-    assert "drained; stopping" in infos
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_rolling_restart_of_sidecar_and_funcd_dead_letters_nothing(
+    protocol: str, tmp_path: Path, redis_server: RedisServer, daprd: DaprdFactory, funcd_group: FuncdFactory
+) -> None:
+    """As a Deployment rolls: a new daprd and funcd (same app id, so the same Redis consumer) start
+    first; then the old funcd gets SIGTERM, and its daprd is stopped once funcd has gone."""
+    setup = Setup(tmp_path, redis_server, daprd, funcd_group, protocol)
+    old_sidecar = setup.sidecar(free_port())
+    old = setup.funcd(old_sidecar, "1")
+    old_sidecar.wait_ready(full=True, timeout=60)
+    with Publisher(old_sidecar, setup.topic) as publisher:
+        poll(lambda: len(setup.handled()) >= 100, "100 events handled by the old funcd", server=old)
+        new_sidecar = setup.sidecar(free_port())
+        new = setup.funcd(new_sidecar, "2")
+        new_sidecar.wait_ready(full=True, timeout=60)
+        publisher.url = publisher.url.replace(old_sidecar.http_url, new_sidecar.http_url)
+        assert old.terminate(timeout=60) == 0  # SIGTERM mid-stream; it drains, then exits
+        old_sidecar.stop()
+        stopped_at = len(publisher.sent)
+        poll(
+            lambda: len(publisher.sent) > stopped_at + 100 and len(setup.handled("2")) >= 100,
+            "the new funcd to handle events",
+            timeout=60,
+            server=new,
+        )
+    setup.check(publisher, old)
