@@ -127,13 +127,14 @@ def test_read_app_health(metadata_server):
     assert read_app_health("http://127.0.0.1:9", None) is None  # nothing listens there
 
 
-def test_the_ready_path_counts_daprd_probes_but_not_the_kubelets():
+def test_the_ready_path_counts_daprd_probes_but_not_the_kubelets_or_others():
     lifecycle = Lifecycle()
     daprd = {"HTTP_USER_AGENT": "Go-http-client/1.1"}
     kubelet = {"HTTP_USER_AGENT": "kube-probe/1.33"}
     assert answer_ready(lifecycle, daprd, dapr_http=True)
     lifecycle.start_draining()
     assert not answer_ready(lifecycle, kubelet, dapr_http=True)
+    assert not answer_ready(lifecycle, {"HTTP_USER_AGENT": "python-requests/2.32"}, dapr_http=True)
     assert not answer_ready(lifecycle, daprd, dapr_http=True)
     assert not answer_ready(lifecycle, daprd, dapr_http=False)  # no Dapr HTTP routes: not daprd's probe
     assert (lifecycle.health_probes, lifecycle.unhealthy_answers) == (2, 1)

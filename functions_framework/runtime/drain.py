@@ -49,13 +49,14 @@ QUIET = 1.0
 """Seconds without a new delivery, after daprd has paused, before the drain ends."""
 DEFAULT_THRESHOLD = 3
 """Dapr's default ``--app-health-threshold``."""
-KUBELET_AGENT = "kube-probe/"
+DAPRD_AGENT = "Go-http-client/"
+"""The User-Agent of daprd's HTTP app health probes (Go's default: daprd sets none)."""
 
 
 def answer_ready(lifecycle: Lifecycle, environ: dict[str, Any], dapr_http: bool) -> bool:
-    """The answer of the ready path. With the Dapr HTTP app protocol, a request that is not the
-    kubelet's is taken for daprd's app health probe, and counted."""
-    if dapr_http and not environ.get("HTTP_USER_AGENT", "").startswith(KUBELET_AGENT):
+    """The answer of the ready path. With the Dapr HTTP app protocol, daprd's app health probe (told
+    from the kubelet's, ``kube-probe/...``, and other callers by its User-Agent) is counted."""
+    if dapr_http and environ.get("HTTP_USER_AGENT", "").startswith(DAPRD_AGENT):
         return lifecycle.health_probe()
     return not lifecycle.draining
 
