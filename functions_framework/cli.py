@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__
+from .dapr_client import SidecarAddress, sidecar_address
 from .errors import FunctionsFrameworkError, UsageError
 from .loader import LoadedFunction, find_source, load_function
 from .logs import configure_logging
@@ -115,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--dapr-address", help="the sidecar's gRPC host:port (default: DAPR_GRPC_ENDPOINT/PORT)")
     run.add_argument(
+        "--dapr-http-address",
+        help="the sidecar's HTTP host:port (optional; default: DAPR_HTTP_ENDPOINT/PORT)",
+    )
+    run.add_argument(
         "--on-error", choices=ERROR_ACKS, default="retry", help="ack when an async handler raises"
     )
     run.add_argument(
@@ -162,15 +167,6 @@ def load_context(
     return FunctionContext()
 
 
-def sidecar_address(env: Mapping[str, str]) -> str | None:
-    """The sidecar's gRPC address from Dapr's own environment variables, if any."""
-    if env.get("DAPR_GRPC_ENDPOINT"):
-        return env["DAPR_GRPC_ENDPOINT"].removeprefix("http://").removeprefix("dns:")
-    if env.get("DAPR_GRPC_PORT"):
-        return f"{env.get('DAPR_HOST_IP') or '127.0.0.1'}:{env['DAPR_GRPC_PORT']}"
-    return None
-
-
 def _flag(env: Mapping[str, str], name: str) -> bool:
     value = env.get(name, "").strip().lower()
     if value in ("", "0", "false", "no", "off"):
@@ -215,8 +211,7 @@ def build_settings(args: argparse.Namespace, env: Mapping[str, str], context: Fu
         on_error=args.on_error,
         on_invalid=args.on_invalid,
         app_token=env.get("APP_API_TOKEN") or None,
-        dapr_address=args.dapr_address or sidecar_address(env),
-        dapr_api_token=env.get("DAPR_API_TOKEN") or None,
+        dapr_address=sidecar_address(args.dapr_address, args.dapr_http_address, env),
         local_dapr=not args.no_local_dapr,
     )
 
@@ -236,11 +231,14 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     settings = build_settings(args, env, context)
     function = load_function(source.main, target, signature, context)
     from .plugins import load_factories
+    from .runtime.resiliency import dead_letter_warnings
     from .runtime.serve import serve
 
     load_factories(context)  # a hook naming a missing plugin fails here, before any worker starts
     if context.uses_dapr and settings.dapr_address is None and settings.local_dapr:
         return serve_with_local_dapr(function, context, settings, source.main.parent, env)
+    for warning in dead_letter_warnings(context, None):  # the sidecar's resiliency policies are unknown
+        log.warning("%s", warning)
     return serve(function, context, settings)
 
 
@@ -263,15 +261,18 @@ def serve_with_local_dapr(
     settings, reservations = resolve_ports(context, settings)
     app_port = settings.dapr_port if settings.app_protocol == "grpc" else settings.port
     sidecar = start_local_daprd(
-        daprd, context, folder, app_port, settings.app_protocol, state_dir(env.get("XDG_RUNTIME_DIR"))
+        daprd,
+        context,
+        folder,
+        app_port,
+        settings.app_protocol,
+        state_dir(env.get("XDG_RUNTIME_DIR")),
+        settings.ready_path,
     )
     try:
         sidecar.wait_ready()
-        settings = replace(
-            settings,
-            dapr_address=sidecar.grpc_address,
-            dapr_http_address=f"127.0.0.1:{sidecar.http_port}",
-        )
+        address = SidecarAddress(sidecar.grpc_address, sidecar.http_url, env.get("DAPR_API_TOKEN") or None)
+        settings = replace(settings, dapr_address=address)
         return serve(function, context, settings)
     finally:
         sidecar.stop()

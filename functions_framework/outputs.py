@@ -1,16 +1,15 @@
 """Dapr-backed ``context.send()`` and ``context.state()``.
 
-``DaprOutputs`` implements the ``Outputs`` protocol of ``runtime_context`` on the official Dapr SDK's
-gRPC ``DaprClient``. Its in-memory twin for tests is ``testing.RecordingOutputs``.
+``DaprOutputs`` implements the ``Outputs`` protocol of ``runtime_context`` on the sidecar's gRPC API
+(``dapr_client.DaprApi``, the official ``dapr.proto`` stubs). Its in-memory twin for tests is
+``testing.RecordingOutputs``.
 
-The client is created on first use, so a function that never sends never waits for a sidecar. The
-SDK's constructor blocks until the sidecar answers ``GET {DAPR_HTTP_ENDPOINT or
-http://DAPR_RUNTIME_HOST:DAPR_HTTP_PORT}/v1.0/healthz/outbound`` (at most ``DAPR_HEALTH_TIMEOUT``
-seconds, 60 by default). One client is shared by every thread and closed by ``close()``. This module
-reads no environment variable itself: ``address`` ("127.0.0.1:50001") is passed explicitly, and when it
-is ``None`` the SDK's own settings apply (``DAPR_GRPC_ENDPOINT``, else
-``DAPR_RUNTIME_HOST:DAPR_GRPC_PORT``). The SDK also sends ``dapr-api-token`` when ``DAPR_API_TOKEN``
-is set.
+The connection is made on first use, so a function that never sends never waits for a sidecar. The
+first call waits until the sidecar's gRPC API is ready (at most ``SidecarAddress.timeout`` seconds,
+60 by default); a call that finds no sidecar in that time raises OutputError, and the next call tries
+again. One channel is shared by every thread and closed by ``close()``. This module reads no
+environment variable: the address is passed in (``SidecarAddress``, or ``"host:port"``; ``None``
+means Dapr's default, 127.0.0.1:50001). ``dapr-api-token`` is sent when the address carries a token.
 
 ``send(data, output=None, metadata=None)`` goes to ``function.outputs[output]``, or to every output in
 order when ``output`` is ``None``; the first failure raises and later outputs are not tried. Per
@@ -31,30 +30,28 @@ returns bytes that are not JSON as they are, and returns ``default`` for a missi
 missing key with empty data, so an empty stored value reads as missing too).
 
 Every failure raises ``OutputError`` (see ``errors``) naming the output or store, the component, the
-topic/operation or key, and the underlying error, which is chained as ``__cause__``.
+topic/operation or key, and the underlying error, which is chained as ``__cause__``. It is
+``temporary`` when trying again may work (no sidecar yet, UNAVAILABLE, DEADLINE_EXCEEDED, ...).
+
+Before each call, the plugins' ``outbound`` hook may add Dapr metadata (publish and binding calls)
+and gRPC headers (every call), e.g. ``traceparent`` so that daprd continues the trace.
 """
 
 from __future__ import annotations
 
-import contextvars
 import json
 import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from .dapr_client import DEFAULT_GRPC, DaprApi, SidecarAddress, SidecarUnavailable, outbound_headers
 from .errors import OutputError
 from .invocation import current_invocation
 from .plugins import OutboundCall
 
 if TYPE_CHECKING:
-    from dapr.clients import DaprClient
-
     from .model import Component, FunctionContext, StateStore
-    from .settings import Settings
 
-_outbound_headers: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
-    "funcd_outbound_headers", default=None
-)
 TEMPORARY_CODES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED"})
 
 __all__ = ["DaprOutputs", "DaprState", "encode"]
@@ -80,37 +77,14 @@ def encode(data: Any, where: str) -> tuple[bytes, str]:
 
 
 def _is_temporary(exc: BaseException) -> bool:
-    """A gRPC failure that may pass on a retry (the sidecar down, slow or busy)."""
+    """A failure that may pass on a retry: the sidecar down, slow or busy."""
     code = getattr(exc, "code", None)
     if callable(code):
         try:
             return getattr(code(), "name", "") in TEMPORARY_CODES
         except Exception:
             return False
-    return isinstance(exc, (ConnectionError, TimeoutError))
-
-
-def _header_interceptor() -> Any:
-    """A gRPC client interceptor that sends the headers plugins added to the current outbound call."""
-    import grpc
-
-    class Details(grpc.ClientCallDetails):  # type: ignore[misc]
-        def __init__(self, base: Any, metadata: list[tuple[str, str]]) -> None:
-            self.method = base.method
-            self.timeout = base.timeout
-            self.metadata = metadata
-            self.credentials = base.credentials
-            self.wait_for_ready = getattr(base, "wait_for_ready", None)
-            self.compression = getattr(base, "compression", None)
-
-    class HeaderInterceptor(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
-        def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-            headers = _outbound_headers.get()
-            if headers:
-                details = Details(details, [*(details.metadata or ()), *headers.items()])
-            return continuation(details, request)
-
-    return HeaderInterceptor()
+    return isinstance(exc, (ConnectionError, TimeoutError, SidecarUnavailable))
 
 
 def _describe(exc: BaseException) -> str:
@@ -125,38 +99,29 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def configure_sdk(settings: Settings) -> None:
-    """Set the Dapr SDK's own settings explicitly from funcd's (never through the environment)."""
-    from dapr.conf import settings as sdk  # type: ignore[attr-defined]
-
-    if settings.dapr_http_address:
-        sdk.DAPR_HTTP_ENDPOINT = f"http://{settings.dapr_http_address}"  # type: ignore[attr-defined]
-    if settings.dapr_api_token:
-        sdk.DAPR_API_TOKEN = settings.dapr_api_token  # type: ignore[attr-defined]
-
-
 class DaprOutputs:
     """``context.send`` / ``context.state`` through the Dapr sidecar's gRPC API."""
 
     def __init__(
         self,
         function: FunctionContext,
-        settings: Settings,
+        address: SidecarAddress | str | None = None,
         outbound: Callable[[OutboundCall], None] | None = None,
     ) -> None:
         self.function = function
         """The FunctionContext whose ``outputs`` and ``states`` are used."""
-        self.settings = settings
-        self.address = settings.dapr_address
-        """The sidecar's gRPC address, or ``None`` for the SDK's settings."""
+        if not isinstance(address, SidecarAddress):
+            address = SidecarAddress(address or DEFAULT_GRPC)
+        self.address = address
+        """Where the sidecar is."""
         self.outbound = outbound
         """The plugins' outbound hook, called before every call to the sidecar."""
-        self._client: DaprClient | None = None
+        self._client: DaprApi | None = None
         self._lock = threading.Lock()
         self._closed = False
 
-    def client(self) -> DaprClient:
-        """The shared DaprClient, created on first use (waiting for the sidecar to be healthy)."""
+    def client(self) -> DaprApi:
+        """The shared connection, made on first use (waiting for the sidecar's gRPC API)."""
         client = self._client
         if client is not None:
             return client
@@ -164,17 +129,13 @@ class DaprOutputs:
             if self._closed:
                 raise OutputError(f"function {self.function.name!r}: Dapr outputs are closed", temporary=True)
             if self._client is None:
-                from dapr.clients import DaprClient
-
-                where = self.address or "the address in DAPR_GRPC_ENDPOINT/DAPR_GRPC_PORT"
-                configure_sdk(self.settings)
-                interceptors = [_header_interceptor()] if self.outbound is not None else None
+                api = DaprApi(self.address)
                 try:
-                    self._client = DaprClient(address=self.address, interceptors=interceptors)
-                except Exception as exc:  # sidecar health timeout, bad address
-                    raise OutputError(
-                        f"cannot connect to the Dapr sidecar at {where}: {_describe(exc)}", temporary=True
-                    ) from exc
+                    api.wait_ready()
+                except SidecarUnavailable as exc:
+                    api.close()
+                    raise OutputError(f"cannot connect to the Dapr sidecar: {exc}", temporary=True) from exc
+                self._client = api
             return self._client
 
     def prepare(self, call: OutboundCall) -> OutboundCall:
@@ -222,32 +183,22 @@ class DaprOutputs:
         call.metadata.update({**component.metadata, **(metadata or {})})
         self.prepare(call)
         merged = call.metadata
-        client = self.client()
-        token = _outbound_headers.set(call.headers)
+        token = outbound_headers.set(call.headers)
         try:
+            client = self.client()
             if component.kind == "pubsub":
-                client.publish_event(
-                    pubsub_name=component.component_name,
-                    topic_name=component.topic,
-                    data=body,
-                    data_content_type=content_type,
-                    publish_metadata=merged,
-                )
+                client.publish(component.component_name, component.topic, body, content_type, merged)
                 return None
-            response = client.invoke_binding(
-                binding_name=component.component_name,
-                operation=operation,
-                data=body,
-                binding_metadata=merged,
-            )
-            return bytes(response.data)
+            return client.invoke_binding(component.component_name, operation, body, merged)
+        except OutputError:
+            raise
         except Exception as exc:
             raise OutputError(
                 f"send(output={component.name!r}): {action} failed: {_describe(exc)}",
                 temporary=_is_temporary(exc),
             ) from exc
         finally:
-            _outbound_headers.reset(token)
+            outbound_headers.reset(token)
 
     def state(self, name: str) -> DaprState:
         states = self.function.states
@@ -263,7 +214,7 @@ class DaprOutputs:
             self._closed = True
             client, self._client = self._client, None
         if client is not None:
-            client.close()  # type: ignore[no-untyped-call]
+            client.close()
 
 
 class DaprState:
@@ -281,24 +232,25 @@ class DaprState:
             temporary=_is_temporary(exc),
         )
 
-    def _call(self, op: str, run: Callable[[Any], Any]) -> Any:
+    def _call(self, op: str, run: Callable[[DaprApi], Any]) -> Any:
         """Run one state operation with the plugins' outbound headers; failures raise OutputError."""
         call = self._outputs.prepare(
             OutboundCall("state", self.store.name, self.store.component_name, op.split("(", 1)[0])
         )
-        client = self._outputs.client()
-        token = _outbound_headers.set(call.headers)
+        token = outbound_headers.set(call.headers)
         try:
-            return run(client)
+            return run(self._outputs.client())
+        except OutputError:
+            raise
         except Exception as exc:
             raise self._fail(op, exc) from exc
         finally:
-            _outbound_headers.reset(token)
+            outbound_headers.reset(token)
 
     def get(self, key: str, default: Any = None) -> Any:
         """The value at ``key``, JSON-decoded when it is JSON; ``default`` when the key is absent."""
         store = self.store.component_name
-        data = self._call(f"get({key!r})", lambda c: c.get_state(store_name=store, key=key).data)
+        data = self._call(f"get({key!r})", lambda c: c.get_state(store, key))
         if not data:
             return default
         try:
@@ -310,31 +262,22 @@ class DaprState:
         """Store ``value`` at ``key``: bytes as is, anything else as JSON."""
         body = self._encode(value, f"save({key!r})")
         store = self.store.component_name
-        self._call(f"save({key!r})", lambda c: c.save_state(store_name=store, key=key, value=body))
+        self._call(f"save({key!r})", lambda c: c.save_state(store, key, body))
 
     def delete(self, key: str) -> None:
         """Remove ``key``; removing a missing key is not an error."""
         store = self.store.component_name
-        self._call(f"delete({key!r})", lambda c: c.delete_state(store_name=store, key=key))
+        self._call(f"delete({key!r})", lambda c: c.delete_state(store, key))
 
     def transaction(self, upserts: Mapping[str, Any] | None = None, deletes: list[str] | None = None) -> None:
         """Save ``upserts`` and delete ``deletes`` atomically (the store must support transactions)."""
-        from dapr.clients.grpc._request import TransactionalStateOperation, TransactionOperationType
-
         keys = [*(upserts or {}), *(deletes or [])]
         op = f"transaction(keys={keys!r})"
-        operations = [
-            TransactionalStateOperation(key=key, data=self._encode(value, op))
-            for key, value in (upserts or {}).items()
-        ]
-        operations += [
-            TransactionalStateOperation(key=key, operation_type=TransactionOperationType.delete)
-            for key in deletes or []
-        ]
-        if not operations:
+        encoded = {key: self._encode(value, op) for key, value in (upserts or {}).items()}
+        if not keys:
             return
         store = self.store.component_name
-        self._call(op, lambda c: c.execute_state_transaction(store_name=store, operations=operations))
+        self._call(op, lambda c: c.transaction(store, encoded, list(deletes or [])))
 
     def _encode(self, value: Any, op: str) -> bytes:
         if isinstance(value, (bytes, bytearray)):

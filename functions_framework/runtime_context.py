@@ -67,10 +67,10 @@ class RuntimeContext:
                     "declare them under 'outputs'/'states' in its context (function.yaml)"
                 )
             from .outputs import DaprOutputs
-            from .settings import Settings
 
             outbound = self._hooks.outbound if self._hooks is not None and self._hooks.has_outbound else None
-            self._outputs = DaprOutputs(self.function, self._settings or Settings(), outbound)
+            address = self._settings.dapr_address if self._settings is not None else None
+            self._outputs = DaprOutputs(self.function, address, outbound)
         return self._outputs
 
     def send(self, data: Any, output: str | None = None, metadata: dict[str, str] | None = None) -> list[Any]:

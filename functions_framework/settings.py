@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .dapr_client import SidecarAddress
 from .replies import AckPolicy
 
 AppProtocol = Literal["grpc", "http"]
@@ -59,12 +60,8 @@ class Settings:
     """Ack for an event that does not decode or exceeds ``max_body``."""
     app_token: str | None = None
     """When set, daprd's calls must carry this ``dapr-api-token`` (``APP_API_TOKEN``)."""
-    dapr_address: str | None = None
-    """The sidecar's gRPC address (``host:port``) for outputs and state; None: no sidecar configured."""
-    dapr_http_address: str | None = None
-    """The sidecar's HTTP address (``host:port``), when known; used only to wait for its health."""
-    dapr_api_token: str | None = None
-    """Sent as ``dapr-api-token`` on calls to the sidecar (``DAPR_API_TOKEN``)."""
+    dapr_address: SidecarAddress | None = None
+    """Where the Dapr sidecar is (gRPC API, optional HTTP API, token); None: no sidecar configured."""
     local_dapr: bool = True
     """Start a local daprd when the function uses Dapr and no sidecar is configured."""
 

@@ -355,7 +355,9 @@ def test_unknown_context_keys_have_a_did_you_mean():
     assert "triggers.dapr[0].topc: unknown field; did you mean 'topic'?" in problems
     assert "outputs.sink.componentNmae: unknown field; did you mean 'componentName'?" in problems
     assert "tracing.enable: unknown field; did you mean 'enabled'?" in problems
-    assert any(p.startswith("whatever: unknown field; expected one of 'accessLog', 'appProtocol',") for p in problems)
+    assert any(
+        p.startswith("whatever: unknown field; expected one of 'accessLog', 'appProtocol',") for p in problems
+    )
     v1beta1 = {"runtime": "Async", "port": "8080", "prePlugin": ["x"]}
     with pytest.raises(ContextError) as info:
         parse_context(v1beta1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import threading
 import time
 
@@ -210,37 +211,57 @@ def test_health_check(app):
     assert health.HealthCheck(empty_pb2.Empty()) == appcallback_v1.HealthCheckResponse()
 
 
-def test_drain_reports_unhealthy_serves_late_deliveries_and_finishes_in_flight(app):
+def test_drain_serves_what_still_arrives_and_stops_once_daprd_has_paused(app):
+    # The test plays daprd: it probes the app's health (so funcd knows daprd checks it; with its
+    # settings unknown, funcd assumes Dapr's default threshold of 3 failed probes) and delivers.
     server, stub, channel = app
     health = appcallback_service_v1.AppCallbackHealthCheckStub(channel)
+    assert health.HealthCheck(empty_pb2.Empty()) == appcallback_v1.HealthCheckResponse()
     results: list[int] = []
 
     def slow(i: int) -> None:
         results.append(
-            stub.OnTopicEvent(topic_event({"action": "slow", "s": 2.5}, event_id=f"slow-{i}")).status
+            stub.OnTopicEvent(topic_event({"action": "slow", "s": 1}, event_id=f"slow-{i}")).status
         )
 
     threads = [threading.Thread(target=slow, args=(i,)) for i in range(4)]  # half of the 8 threads
     for t in threads:
         t.start()
-    time.sleep(0.4)  # let them reach the handler
     server.proc.send_signal(15)
-    deadline = time.monotonic() + 3
-    unhealthy = None
-    while time.monotonic() < deadline and unhealthy is None:
-        try:
-            health.HealthCheck(empty_pb2.Empty())
-        except grpc.RpcError as exc:
-            unhealthy = exc
-    assert unhealthy is not None and unhealthy.code() == grpc.StatusCode.UNAVAILABLE
-    assert "NOT_SERVING" in unhealthy.details()
-    # A delivery that still arrives (daprd has not paused yet) is served, not failed: a RETRY would
-    # be dead-lettered at once by a subscription with a dead-letter topic and no resiliency policy.
+    wait_for_line(server, "draining: readiness is 503")
+    # A delivery that arrives while draining is served, not answered RETRY (which daprd would
+    # dead-letter at once with a dead-letter topic and no resiliency policy).
     assert stub.OnTopicEvent(topic_event({"n": 5}, event_id="late")).status == SUCCESS
     for t in threads:
         t.join(10)
     assert results == [SUCCESS] * 4
+    # Health probes now fail; two are not enough for daprd to pause, so funcd keeps serving.
+    for _ in range(2):
+        with pytest.raises(grpc.RpcError) as info:
+            health.HealthCheck(empty_pb2.Empty())
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "NOT_SERVING" in info.value.details()
+    with pytest.raises(subprocess.TimeoutExpired):
+        server.proc.wait(2.5)  # longer than the quiet period: still serving
+    assert stub.OnTopicEvent(topic_event({"n": 6}, event_id="later")).status == SUCCESS
+    with pytest.raises(grpc.RpcError):
+        health.HealthCheck(empty_pb2.Empty())  # the third: daprd pauses its subscriptions
     assert server.proc.wait(15) == 0
+    messages = [entry.get("message", "") for entry in server.json_logs()]
+    assert (
+        "draining: daprd has had 3 unhealthy answers to its health probes and pauses deliveries" in messages
+    )
+    # "late" and "later", and the slow ones that reached the server after the signal.
+    [served] = [m for m in messages if m.endswith("delivery(ies) arrived and were served while draining")]
+    assert 2 <= int(served.split()[1]) <= 6, served
+    assert "drained; stopping" in messages
+
+
+def wait_for_line(server, text: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not any(text in line for line in server.lines):
+        assert time.monotonic() < deadline, f"no line with {text!r}:\n{server.output}"
+        time.sleep(0.02)
 
 
 def test_app_api_token_is_enforced(funcd, tmp_path, dapr_api):

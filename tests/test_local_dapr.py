@@ -1,16 +1,21 @@
-"""Local embedded mode pieces that need no daprd: finding it, default components, funcd publish errors."""
+"""Local embedded mode pieces that need no daprd: finding it, default components, the records of
+running daprds and their clean-up, funcd publish errors."""
 
 from __future__ import annotations
 
 import os
+import signal
 import stat
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from functions_framework.errors import FunctionsFrameworkError
 from functions_framework.model import parse_context
 from functions_framework.runtime.sidecar import default_components, find_daprd
+from functions_framework.runtime.sidecar_record import SidecarRecord, live_records, process_started
 from tests.support import run_cli, write_function
 
 CONTEXT = {
@@ -74,3 +79,87 @@ def test_publish_with_nothing_running(tmp_path):
     assert result.stderr.strip() == (
         "funcd: error: no function is running with a local daprd; start one with `funcd run <folder>`"
     )
+
+
+# ------------------------------------------------------------------ records of local daprds
+
+
+def spawn(*argv: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(list(argv), start_new_session=True)
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def record(state: Path, app_id: str, funcd_pid: int, funcd_started: int, daprd: subprocess.Popen[bytes]):
+    started = process_started(daprd.pid)
+    assert started is not None
+    path = state / f"{app_id}.json"
+    SidecarRecord(app_id, funcd_pid, funcd_started, daprd.pid, started, 1, 2, [["msg", "orders"]]).write(path)
+    return path
+
+
+def test_a_record_whose_funcd_is_gone_is_cleaned_and_its_daprd_stopped(tmp_path):
+    state = tmp_path / "funcd"
+    state.mkdir()
+    orphan = spawn("sleep", "300")  # stands in for the daprd a kill -9 of funcd left behind
+    try:
+        path = record(state, "f", dead_pid(), 1, orphan)
+        result = run_cli("publish", "orders", "{}", env={"XDG_RUNTIME_DIR": str(tmp_path)})
+        assert result.returncode == 1
+        assert "no function is running with a local daprd" in result.stderr
+        assert orphan.wait(15) == -signal.SIGTERM
+        assert not path.exists()
+    finally:
+        orphan.kill()
+        orphan.wait()
+
+
+def test_a_stale_record_never_stops_a_process_that_reused_the_pid(tmp_path):
+    state = tmp_path / "funcd"
+    state.mkdir()
+    other = spawn("sleep", "300")
+    try:
+        path = state / "f.json"
+        # The recorded daprd started at another time than the process that now has its pid.
+        SidecarRecord("f", dead_pid(), 1, other.pid, 1, 1, 2, []).write(path)
+        assert live_records(state) == {}
+        assert not path.exists()
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_function_already_running_locally_is_not_started_twice(tmp_path):
+    folder = write_function(tmp_path / "f", "def handler(c, e):\n    pass\n")
+    (folder / "function.yaml").write_text(
+        "name: twice\ntriggers:\n  dapr:\n    - {name: msg, type: pubsub.redis, topic: orders}\n"
+    )
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "daprd"
+    fake.write_text("#!/bin/sh\nexec sleep 300\n")
+    fake.chmod(0o755)
+    state = tmp_path / "run" / "funcd"
+    state.mkdir(parents=True)
+    daprd = spawn("sleep", "300")
+    try:
+        me = os.getpid()  # a funcd that runs: this test process
+        started = process_started(me)
+        assert started is not None
+        record(state, "twice", me, started, daprd)
+        env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "XDG_RUNTIME_DIR": str(tmp_path / "run")}
+        result = run_cli("run", str(folder), "--port", "0", "--dapr-port", "0", env=env)
+        assert result.returncode == 1
+        assert result.stderr.splitlines() == [
+            f"funcd: error: 'twice' already runs with a local daprd (funcd pid {me}, daprd pid {daprd.pid}); "
+            "stop it first, or give this function another name"
+        ]
+        assert daprd.poll() is None
+    finally:
+        daprd.kill()
+        daprd.wait()

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 
+from functions_framework.dapr_client import SidecarAddress
 from functions_framework.errors import OutputError
 from functions_framework.model import Component, FunctionContext, StateStore
 from functions_framework.outputs import DaprOutputs, DaprState
@@ -48,7 +49,7 @@ CTX = FunctionContext(
 
 @pytest.fixture
 def outputs(dapr_api: DaprApiFake) -> Iterator[DaprOutputs]:
-    out = DaprOutputs(CTX, Settings(dapr_address=dapr_api.address))
+    out = DaprOutputs(CTX, dapr_api.address)
     yield out
     out.close()
 
@@ -136,7 +137,7 @@ def test_unknown_output_name_lists_the_outputs(outputs: DaprOutputs, dapr_api: D
 
 
 def test_no_outputs_at_all() -> None:
-    empty = DaprOutputs(FunctionContext(name="bare"), Settings())
+    empty = DaprOutputs(FunctionContext(name="bare"))
     with pytest.raises(OutputError, match="defines no outputs"):
         empty.send({}, None, None)
     with pytest.raises(OutputError, match=r"send\(output='x'\): the context defines no outputs"):
@@ -230,7 +231,7 @@ def test_unknown_state_store_lists_the_stores(outputs: DaprOutputs) -> None:
     with pytest.raises(OutputError, match=r"^state\('other'\): expected one of cache$"):
         outputs.state("other")
     with pytest.raises(OutputError, match="defines no state stores"):
-        DaprOutputs(FunctionContext(), Settings()).state("cache")
+        DaprOutputs(FunctionContext()).state("cache")
 
 
 @pytest.mark.parametrize("method", ["GetState", "SaveState", "DeleteState", "ExecuteStateTransaction"])
@@ -264,18 +265,16 @@ def test_unserializable_state_value(outputs: DaprOutputs) -> None:
 
 
 def test_client_is_created_lazily(dapr_api: DaprApiFake) -> None:
-    dead = DaprOutputs(CTX, Settings(dapr_address=f"127.0.0.1:{free_port()}"))  # nothing listens there
-    assert dapr_api.health_checks == 0
-    cache = dead.state("cache")  # still nothing
-    assert dapr_api.health_checks == 0
-    with pytest.raises(OutputError, match="UNAVAILABLE") as err:
+    dead = DaprOutputs(CTX, SidecarAddress(f"127.0.0.1:{free_port()}", timeout=0.5))  # nothing listens
+    cache = dead.state("cache")  # no connection yet
+    with pytest.raises(OutputError, match=r"cannot connect to the Dapr sidecar: .* within 0\.5s") as err:
         dead.send("x", "orders", None)
-    assert isinstance(err.value.__cause__, grpc.RpcError)
     assert err.value.temporary  # the sidecar is down: retrying may work
-    with pytest.raises(OutputError, match=r"state\('cache'\)\.get\('k'\).*UNAVAILABLE") as err:
+    with pytest.raises(OutputError, match=r"cannot connect to the Dapr sidecar") as err:
         cache.get("k")
     assert err.value.temporary
     dead.close()
+    assert dapr_api.calls == []
 
 
 def test_importing_outputs_does_not_import_the_sdk() -> None:
@@ -284,16 +283,12 @@ def test_importing_outputs_does_not_import_the_sdk() -> None:
     assert out.stdout.strip() == "False"
 
 
-def test_client_is_reused_across_calls_and_threads(dapr_api: DaprApiFake) -> None:
-    # DaprClient() probes the sidecar's health when it is built (its HTTP invocation client probes
-    # again): count the probes of one construction, then check concurrent use costs no more.
-    one = DaprOutputs(CTX, Settings(dapr_address=dapr_api.address))
-    one.client()
-    one.close()
-    probes_per_client = dapr_api.health_checks
-    assert probes_per_client >= 1
-
-    out = DaprOutputs(CTX, Settings(dapr_address=dapr_api.address))
+def test_one_connection_is_shared_by_threads_and_the_http_health_port_is_never_probed(
+    dapr_api: DaprApiFake,
+) -> None:
+    # The SDK's DaprClient() probes the sidecar's HTTP health endpoint whatever gRPC address it is
+    # given; funcd waits on the gRPC channel it uses.
+    out = DaprOutputs(CTX, address=dapr_api.address)
     barrier = threading.Barrier(12)
     errors: list[BaseException] = []
 
@@ -313,44 +308,49 @@ def test_client_is_reused_across_calls_and_threads(dapr_api: DaprApiFake) -> Non
     assert errors == []
     assert sorted(json.loads(m.data)["i"] for m in dapr_api.published) == list(range(12))
     assert len(dapr_api.states["statestore"]) == 12
-    assert dapr_api.health_checks == 2 * probes_per_client  # one DaprClient() for all of it
     client = out.client()
     out.send("again", "orders", None)
     assert out.client() is client
+    assert dapr_api.health_checks == 0
     out.close()
 
 
 def test_close_closes_the_client(dapr_api: DaprApiFake) -> None:
-    out = DaprOutputs(CTX, Settings(dapr_address=dapr_api.address))
+    out = DaprOutputs(CTX, dapr_api.address)
     out.close()  # never used: nothing to close
-    out = DaprOutputs(CTX, Settings(dapr_address=dapr_api.address))
+    out = DaprOutputs(CTX, dapr_api.address)
     out.send("x", "orders", None)
     client = out.client()
     out.close()
     out.close()  # idempotent
     with pytest.raises(ValueError, match="closed channel"):
-        client.publish_event(pubsub_name="pubsub", topic_name="orders", data=b"x")
+        client.publish("pubsub", "orders", b"x", "text/plain", {})
     with pytest.raises(OutputError, match="closed"):
         out.send("x", "orders", None)
     assert len(dapr_api.published) == 1
 
 
-def test_sidecar_not_ready_is_an_output_error(dapr_api: DaprApiFake, monkeypatch: pytest.MonkeyPatch) -> None:
-    dapr_api.healthy = False
-    monkeypatch.setenv("DAPR_HEALTH_TIMEOUT", "1")
-    out = DaprOutputs(CTX, Settings(dapr_address=dapr_api.address))
-    with pytest.raises(OutputError, match=r"cannot connect to the Dapr sidecar at 127\.0\.0\.1") as err:
+def test_a_sidecar_that_starts_after_the_app_is_waited_for() -> None:
+    from tests.fakes.dapr_api import DaprApiFake
+
+    port = free_port()
+    out = DaprOutputs(CTX, SidecarAddress(f"127.0.0.1:{port}", timeout=0.3))
+    with pytest.raises(OutputError, match=r"did not answer within 0\.3s"):
         out.send("x", "orders", None)
-    assert isinstance(err.value.__cause__, TimeoutError)
-    dapr_api.healthy = True
-    assert out.send("x", "orders", None) == [None]  # a failed connect is retried on next use
-    out.close()
+    out = DaprOutputs(CTX, SidecarAddress(f"127.0.0.1:{port}", timeout=30))
+    result: list[object] = []
+    sender = threading.Thread(target=lambda: result.append(out.send("late", "orders", None)))
+    sender.start()
+    with DaprApiFake(grpc_port=port) as fake:
+        sender.join(timeout=30)
+        assert result == [[None]]
+        assert [m.data for m in fake.published] == [b"late"]
+        out.close()
 
 
-def test_api_token_is_sent_when_set(dapr_api: DaprApiFake, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_api_token_is_sent_when_set(dapr_api: DaprApiFake) -> None:
     dapr_api.token = "s3cret"
-    monkeypatch.setenv("DAPR_API_TOKEN", "s3cret")
-    out = DaprOutputs(CTX, Settings(dapr_address=dapr_api.address))
+    out = DaprOutputs(CTX, SidecarAddress(dapr_api.address, api_token="s3cret"))
     out.send({"a": 1}, "orders", None)
     out.state("cache").save("k", 1)
     assert dapr_api.published[0].api_token == "s3cret"
@@ -358,34 +358,25 @@ def test_api_token_is_sent_when_set(dapr_api: DaprApiFake, monkeypatch: pytest.M
     out.close()
 
 
-def test_wrong_or_missing_api_token_is_rejected(
-    dapr_api: DaprApiFake, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_wrong_or_missing_api_token_is_rejected(dapr_api: DaprApiFake) -> None:
     dapr_api.token = "s3cret"
-    out = DaprOutputs(CTX, Settings(dapr_address=dapr_api.address))
+    out = DaprOutputs(CTX, dapr_api.address)
     with pytest.raises(OutputError, match="UNAUTHENTICATED") as err:
         out.send({"a": 1}, "orders", None)
     assert err.value.__cause__.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[union-attr]
     out.close()
-    monkeypatch.setenv("DAPR_API_TOKEN", "wrong")
-    out = DaprOutputs(CTX, Settings(dapr_address=dapr_api.address))
+    out = DaprOutputs(CTX, SidecarAddress(dapr_api.address, api_token="wrong"))
     with pytest.raises(OutputError, match="UNAUTHENTICATED"):
         out.send({"a": 1}, "orders", None)
     out.close()
     assert dapr_api.published == []
 
 
-def test_address_none_uses_the_sdk_settings(dapr_api: DaprApiFake) -> None:
-    out = DaprOutputs(CTX, Settings())  # the fixture set DAPR_GRPC_ENDPOINT / DAPR_HTTP_ENDPOINT
-    assert out.send("x", "orders", None) == [None]
-    out.close()
-
-
 # ------------------------------------------------------------------ through RuntimeContext
 
 
 def test_runtime_context_send_and_state(dapr_api: DaprApiFake) -> None:
-    rctx = RuntimeContext(CTX, DaprOutputs(CTX, Settings(dapr_address=dapr_api.address)))
+    rctx = RuntimeContext(CTX, DaprOutputs(CTX, dapr_api.address))
     assert rctx.send({"order": 7}, output="orders", metadata={"partitionKey": "p"}) == [None]
     rctx.state("cache").save("last", {"order": 7})
     assert rctx.state("cache").get("last") == {"order": 7}
@@ -399,8 +390,8 @@ def test_runtime_context_send_and_state(dapr_api: DaprApiFake) -> None:
         rctx.send({}, output="orders")
 
 
-def test_runtime_context_creates_dapr_outputs_by_default(dapr_api: DaprApiFake) -> None:
-    rctx = RuntimeContext(CTX)
+def test_runtime_context_creates_dapr_outputs_on_first_use(dapr_api: DaprApiFake) -> None:
+    rctx = RuntimeContext(CTX, settings=Settings(dapr_address=SidecarAddress(dapr_api.address)))
     assert rctx.send(b"hi", output="log") == [b""]
     assert isinstance(rctx.outputs, DaprOutputs)
     assert dapr_api.invoked[0].data == b"hi"

@@ -138,7 +138,7 @@ class AppCallback(
         context.abort(grpc.StatusCode.UNIMPLEMENTED, "jobs are not served")
 
     def HealthCheck(self, request: Any, context: Any) -> Any:
-        if self.router.lifecycle.draining:
+        if not self.router.lifecycle.health_probe():  # only daprd calls it (see runtime/drain.py)
             context.abort(grpc.StatusCode.UNAVAILABLE, "NOT_SERVING: draining")
         return appcallback_v1.HealthCheckResponse()
 

@@ -2,6 +2,9 @@
 
 The ack of every outcome comes from ``replies.ack``; deliveries refused before the handler (too large,
 malformed) get ``on_invalid`` and reach the plugins' ``rejected`` hook.
+Deliveries that arrive while draining are served like any other: an answer of RETRY would be
+dead-lettered at once by daprd when the subscription has a dead-letter topic and no resiliency
+policy (see ``drain``).
 """
 
 from __future__ import annotations
@@ -86,11 +89,11 @@ class Router:
                 event.id,
                 "too_large",
             )
-        self.lifecycle.enter()
+        self.lifecycle.enter_delivery()  # served while draining too: see runtime/drain.py
         try:
             _, _, answer = self.invoker.invoke(event, event.id or new_execution_id(), self._ack)
         finally:
-            self.lifecycle.leave()
+            self.lifecycle.leave_delivery()
         return answer
 
     def _ack(self, invocation: Invocation, outcome: Outcome) -> Ack:

@@ -17,6 +17,7 @@ from ..invocation import Invocation, Invoker, Outcome, Status, new_execution_id
 from ..plugins import Hooks, Rejected, RejectReason, WsgiApp
 from ..replies import HttpReply, error_reply, failure, http_reply
 from ..settings import Settings
+from .drain import answer_ready
 from .lifecycle import Lifecycle
 
 if TYPE_CHECKING:
@@ -210,7 +211,7 @@ class HttpApp:
         if path == settings.health_path:
             return self._send(start_response, HttpReply(200, [("Content-Type", "text/plain")], b"ok"))
         if path == settings.ready_path:
-            if self.lifecycle.draining:
+            if not answer_ready(self.lifecycle, environ, self.dapr_routes is not None):
                 return self._send(
                     start_response, HttpReply(503, [("Content-Type", "text/plain")], b"draining")
                 )

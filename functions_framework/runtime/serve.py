@@ -18,6 +18,7 @@ from multiprocessing import util as mp_util
 from typing import Any
 
 from ..access_log import AccessLog
+from ..dapr_client import configure_sdk
 from ..invocation import Invoker, run_coroutine
 from ..loader import LoadedFunction
 from ..model import FunctionContext
@@ -25,8 +26,10 @@ from ..plugins import SupervisorHooks, WorkerInfo, load_factories, load_plugins
 from ..runtime_context import RuntimeContext
 from ..settings import Settings
 from .delivery import Router
+from .drain import wait_drained
 from .http import HttpApp
 from .lifecycle import Lifecycle
+from .ports import check_ports, serving_claims
 
 log = logging.getLogger("functions_framework.serve")
 
@@ -42,6 +45,8 @@ def build_worker(
     if settings.access_log:
         access = AccessLog()
         hooks = replace(hooks, post=(*hooks.post, access), plugins=(*hooks.plugins, access))
+    if settings.dapr_address is not None and context.uses_dapr:
+        configure_sdk(settings.dapr_address)  # for the function's own DaprClient()
     runtime_context = RuntimeContext(context, settings=settings, hooks=hooks)
     run_init_context(function, runtime_context)
     invoker = Invoker(function.adapter, runtime_context, hooks, settings.timeout)
@@ -113,8 +118,13 @@ def announce(context: FunctionContext, settings: Settings) -> None:
 
 def resolve_ports(context: FunctionContext, settings: Settings) -> tuple[Settings, list[socket.socket]]:
     """Settings with concrete ports. Port 0 becomes a free port, held by a reservation socket (workers
-    bind the ports each, with SO_REUSEPORT); keep the reservations open while serving."""
+    bind the ports each, with SO_REUSEPORT); keep the reservations open while serving.
+    Raises ``PortInUseError`` when a port is held by anybody (another funcd included)."""
     port, dapr_port = settings.port, settings.dapr_port
+    check_ports(
+        settings.host,
+        serving_claims(context.has_http, bool(context.inputs), settings.app_protocol, port, dapr_port),
+    )
     reservations = []
     if port == 0:
         reservations.append(reserve_port(settings.host))
@@ -194,7 +204,7 @@ def _serve_granian(
                 supervisor_hooks.worker_exited(pid)
 
         def _drain(self) -> None:
-            if lifecycle.wait_idle(grace):
+            if wait_drained(lifecycle, grace, context, settings):
                 log.info("drained; stopping")
             else:
                 log.warning(
@@ -283,7 +293,7 @@ def _serve_wsgiref(
         lifecycle.start_draining()
 
         def drain() -> None:
-            lifecycle.wait_idle(settings.grace)
+            wait_drained(lifecycle, settings.grace, context, settings)
             httpd.shutdown()
 
         threading.Thread(target=drain, daemon=True).start()

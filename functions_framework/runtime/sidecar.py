@@ -1,8 +1,9 @@
 """Local embedded mode: start a daprd for a function that uses Dapr when no sidecar is configured.
 
 Components come from the function folder's ``components/`` when it has one; otherwise each pub/sub
-the context names gets an in-memory pub/sub and each state store an in-memory store. A running
-sidecar is recorded in a small JSON file so that ``funcd publish`` can find it.
+the context names gets an in-memory pub/sub and each state store an in-memory store, and the pub/sub
+inputs get an inbound retry policy (``resiliency.LOCAL_RETRY``). A running sidecar is recorded in a
+small JSON file (``sidecar_record``) so that ``funcd publish`` can find it.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -23,6 +26,8 @@ from pathlib import Path
 
 from ..errors import FunctionsFrameworkError
 from ..model import FunctionContext
+from .resiliency import dead_letter_warnings, local_retry_policy, retry_targets
+from .sidecar_record import SidecarRecord, live_records, process_started
 
 log = logging.getLogger("functions_framework.sidecar")
 
@@ -123,6 +128,10 @@ class LocalSidecar:
     def grpc_address(self) -> str:
         return f"{HOST}:{self.grpc_port}"
 
+    @property
+    def http_url(self) -> str:
+        return f"http://{HOST}:{self.http_port}"
+
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Wait until daprd has loaded its components (``/v1.0/healthz/outbound``)."""
 
@@ -153,6 +162,12 @@ class LocalSidecar:
         shutil.rmtree(self.work_dir, ignore_errors=True)
 
 
+APP_HEALTH_PROBE_INTERVAL = 1
+"""Seconds between a local daprd's app health probes (Dapr's default: 5)."""
+APP_HEALTH_THRESHOLD = 2
+"""Failed probes in a row after which a local daprd pauses deliveries (Dapr's default: 3)."""
+
+
 def start_local_daprd(
     daprd: Path,
     context: FunctionContext,
@@ -160,19 +175,38 @@ def start_local_daprd(
     app_port: int,
     app_protocol: str,
     runtime_dir: Path,
+    ready_path: str = "/readyz",
 ) -> LocalSidecar:
-    """Start daprd for the function in standalone mode (no placement, scheduler or sentry)."""
+    """Start daprd for the function in standalone mode (no placement, scheduler or sentry).
+
+    daprd dies with this process (the kernel sends it SIGTERM when its parent dies), checks the
+    app's health every second (AppCallback ``HealthCheck``, or ``ready_path`` over HTTP) so that a
+    drain pauses its deliveries, and is recorded in ``runtime_dir`` for ``funcd publish``. A record
+    left by a funcd that is gone is cleaned first; one whose funcd still runs is an error."""
     app_id = context.name
+    running = live_records(runtime_dir).get(app_id)
+    if running is not None:
+        raise FunctionsFrameworkError(
+            f"{app_id!r} already runs with a local daprd (funcd pid {running.funcd_pid}, daprd pid "
+            f"{running.daprd_pid}); stop it first, or give this function another name"
+        )
     work = Path(tempfile.mkdtemp(prefix=f"funcd-{app_id}-"))
+    generated = work / "components"
+    generated.mkdir()
     components = folder / "components"
+    inputs = sorted({c.component_name for c in context.inputs.values() if c.kind == "pubsub"})
     if components.is_dir():
-        resources = components
+        resources = [components, generated]
+        for warning in dead_letter_warnings(context, retry_targets(components), str(components)):
+            log.warning("%s", warning)
     else:
-        resources = work / "components"
-        resources.mkdir()
-        for doc in default_components(context):
+        resources = [generated]
+        docs = default_components(context)
+        if inputs:
+            docs.append(local_retry_policy(inputs))
+        for doc in docs:
             name = doc["metadata"]["name"]  # type: ignore[index]
-            (resources / f"{name}.yaml").write_text(json.dumps(doc))  # JSON is YAML
+            (generated / f"{name}.yaml").write_text(json.dumps(doc))  # JSON is YAML
     http_port, grpc_port = free_port(), free_port()
     argv = [
         str(daprd), "--mode", "standalone", "--app-id", app_id,
@@ -180,17 +214,51 @@ def start_local_daprd(
         "--dapr-listen-addresses", HOST,
         "--dapr-http-port", str(http_port), "--dapr-grpc-port", str(grpc_port),
         "--dapr-internal-grpc-port", str(free_port()), "--metrics-listen-address", HOST,
-        "--metrics-port", str(free_port()), "--resources-path", str(resources), "--log-level", "warn",
+        "--metrics-port", str(free_port()), "--log-level", "warn",
+        "--enable-app-health-check", "--app-health-probe-interval", str(APP_HEALTH_PROBE_INTERVAL),
+        "--app-health-threshold", str(APP_HEALTH_THRESHOLD), "--app-health-check-path", ready_path,
     ]  # fmt: skip
+    for path in resources:
+        argv += ["--resources-path", str(path)]
     log_path = work / "daprd.log"
+    parent = os.getpid()
     with log_path.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with(parent),
+        )
+    daprd_started = process_started(proc.pid)
+    funcd_started = process_started(parent)
     record = runtime_dir / f"{app_id}.json"
-    pubsubs = sorted({c.component_name for c in context.inputs.values() if c.kind == "pubsub"})
-    topics = sorted({c.topic for c in context.inputs.values() if c.kind == "pubsub"})
-    record.write_text(json.dumps({
-        "app_id": app_id, "pid": proc.pid, "http_port": http_port, "grpc_port": grpc_port,
-        "pubsubs": pubsubs, "topics": topics,
-    }))  # fmt: skip
-    log.info("started a local daprd (pid %d, components from %s); its log: %s", proc.pid, resources, log_path)
+    if daprd_started is not None and funcd_started is not None:
+        pubsub_inputs = [c for c in context.inputs.values() if c.kind == "pubsub"]
+        subscriptions = sorted([c.component_name, c.topic] for c in pubsub_inputs)
+        SidecarRecord(
+            app_id, parent, funcd_started, proc.pid, daprd_started, http_port, grpc_port, subscriptions
+        ).write(record)
+    where = ", ".join(str(p) for p in resources)
+    log.info("started a local daprd (pid %d, resources from %s); its log: %s", proc.pid, where, log_path)
     return LocalSidecar(app_id, http_port, grpc_port, proc, log_path, record, work)
+
+
+def die_with(parent: int) -> Callable[[], None]:
+    """What the child runs before exec: have the kernel send it SIGTERM when ``parent`` dies (Linux),
+    and exit at once if that has happened already. So a ``kill -9`` of funcd leaves no daprd behind.
+    libc is looked up here, in the parent, so that the child takes no import lock."""
+    prctl = None
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    pr_set_pdeathsig = 1
+
+    def in_child() -> None:
+        if prctl is not None:
+            prctl(pr_set_pdeathsig, signal.SIGTERM)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return in_child

@@ -58,7 +58,7 @@ class Embedded:
         """The record of the running local daprd (its ports and pid)."""
         record = self.runtime_dir / "funcd" / f"{app_id}.json"
         data: dict[str, Any] = poll(lambda: record.exists() and json.loads(record.read_text()), f"{record}")
-        self.daprd_pids.append(int(data["pid"]))
+        self.daprd_pids.append(int(data["daprd_pid"]))
         return data
 
     def wait_subscribed(self, app_id: str) -> dict[str, Any]:
@@ -124,7 +124,9 @@ def test_pubsub_consumer_sample_embedded(embedded: Embedded, funcd_group: FuncdF
     # Not an order: the handler drops it, and the function keeps serving.
     assert run_cli("publish", "orders", "hello", env=env).returncode == 0
     poll(
-        lambda: any("the handler dropped the event" in m for m in server.messages("info")), "the drop", server=server
+        lambda: any("the handler dropped the event" in m for m in server.messages("info")),
+        "the drop",
+        server=server,
     )
     embedded.stop(server)
 

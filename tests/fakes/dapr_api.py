@@ -20,18 +20,19 @@ plugin::
         DaprOutputs(ctx, address=dapr_api.address).send({"a": 1}, output="orders")
         assert dapr_api.published[0].data == b'{"a": 1}'
 
-Outside pytest: ``with DaprApiFake(token=None) as fake: ...`` (or ``start()``/``stop()``).
+Outside pytest: ``with DaprApiFake(token=None) as fake: ...`` (or ``start()``/``stop()``). Give
+``grpc_port`` to listen on a chosen port (a sidecar that starts after its app).
 
 The fixture also points the SDK's environment (``DAPR_GRPC_ENDPOINT``, ``DAPR_HTTP_ENDPOINT``) at the fake
 and unsets ``DAPR_API_TOKEN``, so ``DaprClient()`` with no address finds it too.
 
 What it records, in call order: ``published`` (``Published``), ``invoked`` (``BindingCall``), ``calls``
-(every gRPC method name with its ``dapr-api-token``), ``health_checks`` (one per ``DaprClient()``
-construction), and ``states`` (store name -> key -> bytes). Set ``token`` to require a
-``dapr-api-token`` (mismatches get UNAUTHENTICATED), ``binding_responses[name]`` to set what a binding
-answers, ``fail_next(method, code)`` to make the next call(s) of a method fail, and ``healthy = False``
-to make the health endpoint answer 503. State keys holding ``||`` are refused with INVALID_ARGUMENT,
-as daprd refuses them.
+(every gRPC method name with its ``dapr-api-token``), ``health_checks`` (every GET of a health path,
+as the SDK's ``DaprClient()`` makes when it is built), and ``states`` (store name -> key -> bytes).
+Set ``token`` to require a ``dapr-api-token`` (mismatches get UNAUTHENTICATED),
+``binding_responses[name]`` to set what a binding answers, ``fail_next(method, code)`` to make the
+next call(s) of a method fail, and ``healthy = False`` to make the health endpoint answer 503. State
+keys holding ``||`` are refused with INVALID_ARGUMENT, as daprd refuses them.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ class Call:
 class DaprApiFake(dapr_pb2_grpc.DaprServicer):
     """In-memory Dapr API on a real gRPC server. ``start()`` it, ``stop()`` it (or use ``dapr_api``)."""
 
-    def __init__(self, token: str | None = None) -> None:
+    def __init__(self, token: str | None = None, grpc_port: int = 0) -> None:
         self.token = token
         """When set, every gRPC call must carry this ``dapr-api-token``."""
         self.healthy = True
@@ -107,7 +108,8 @@ class DaprApiFake(dapr_pb2_grpc.DaprServicer):
         self._grpc: grpc.Server | None = None
         self._http: ThreadingHTTPServer | None = None
         self._http_thread: threading.Thread | None = None
-        self.grpc_port = 0
+        self.grpc_port = grpc_port
+        """The gRPC port: the one given, else an ephemeral one picked at start."""
         self.http_port = 0
 
     # ------------------------------------------------------------ lifecycle
@@ -129,7 +131,7 @@ class DaprApiFake(dapr_pb2_grpc.DaprServicer):
     def start(self) -> DaprApiFake:
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
         dapr_pb2_grpc.add_DaprServicer_to_server(self, server)  # type: ignore[no-untyped-call]
-        self.grpc_port = server.add_insecure_port("127.0.0.1:0")
+        self.grpc_port = server.add_insecure_port(f"127.0.0.1:{self.grpc_port}")
         server.start()
         self._grpc = server
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), _health_handler(self))
