@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import FunctionsFrameworkError
+from .errors import SidecarError, UsageError
 
 if TYPE_CHECKING:
     import grpc
@@ -55,7 +55,7 @@ DEFAULT_GRPC = "127.0.0.1:50001"
 """Dapr's default gRPC API address, used when nothing names a sidecar."""
 
 
-class SidecarUnavailable(FunctionsFrameworkError):
+class SidecarUnavailable(SidecarError):
     """The sidecar's gRPC API did not become ready in time."""
 
 
@@ -81,12 +81,12 @@ def _grpc_target(text: str, where: str) -> str:
     for prefix in ("dns:///", "dns://", "dns:", "http://"):
         target = target.removeprefix(prefix)
     if target.startswith(("https://", "unix:")) or "?" in target:
-        raise FunctionsFrameworkError(
+        raise UsageError(
             f"{where}: expected host:port of the sidecar's plain gRPC API, got {text!r} (TLS, unix sockets "
             "and endpoint options are not supported)"
         )
     if ":" not in target.rsplit("]", 1)[-1]:
-        raise FunctionsFrameworkError(f"{where}: expected host:port, got {text!r}")
+        raise UsageError(f"{where}: expected host:port, got {text!r}")
     return target.rstrip("/")
 
 
@@ -95,7 +95,7 @@ def _http_url(text: str, where: str) -> str:
     if not url.startswith(("http://", "https://")):
         url = f"http://{url}"
     if ":" not in url.split("//", 1)[1]:
-        raise FunctionsFrameworkError(f"{where}: expected host:port or http://host:port, got {text!r}")
+        raise UsageError(f"{where}: expected host:port or http://host:port, got {text!r}")
     return url
 
 
@@ -109,7 +109,7 @@ def sidecar_address(
     try:
         timeout = float(env.get("DAPR_HEALTH_TIMEOUT") or DEFAULT_TIMEOUT)
     except ValueError:
-        raise FunctionsFrameworkError(
+        raise UsageError(
             f"DAPR_HEALTH_TIMEOUT: expected seconds, got {env['DAPR_HEALTH_TIMEOUT']!r}"
         ) from None
     host = env.get("DAPR_RUNTIME_HOST") or env.get("DAPR_HOST_IP") or "127.0.0.1"
@@ -117,7 +117,7 @@ def sidecar_address(
         http = _http_url(http_flag, "--dapr-http-address") if http_flag else None
         return SidecarAddress(_grpc_target(grpc_flag, "--dapr-address"), http, token, timeout)
     if http_flag:
-        raise FunctionsFrameworkError("--dapr-http-address: give --dapr-address (the gRPC API) with it")
+        raise UsageError("--dapr-http-address: give --dapr-address (the gRPC API) with it")
     if env.get("DAPR_GRPC_ENDPOINT"):
         grpc = _grpc_target(env["DAPR_GRPC_ENDPOINT"], "DAPR_GRPC_ENDPOINT")
     elif env.get("DAPR_GRPC_PORT"):

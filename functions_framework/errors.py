@@ -9,6 +9,7 @@ FunctionsFrameworkError
   ├── PortInUseError                   a port funcd must listen on is held by another process
   ├── OutputError                      context.send() or context.state() failed (``temporary`` or not)
   ├── SidecarError                     the local daprd cannot be found, started or reached
+  │     └── SidecarUnavailable         the sidecar's gRPC API did not answer in time (dapr_client)
   ├── PublishError                     ``funcd publish`` cannot deliver the event to a running function
   ├── ScaffoldError                    ``funcd new`` cannot create the function
   └── RequestError                     a request or delivery is refused before the handler runs

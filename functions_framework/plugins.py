@@ -38,7 +38,9 @@ ENTRY_POINT_GROUP = "functions_framework.plugins"
 log = logging.getLogger("functions_framework.plugins")
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
-RejectReason = Literal["too_large", "bad_cloudevent", "invalid_delivery", "draining", "unauthorized"]
+RejectReason = Literal["too_large", "bad_cloudevent", "invalid_delivery"]
+"""Why a request or delivery was refused. Nothing is refused for draining: a drain serves what still
+arrives (see ``runtime/drain.py``)."""
 
 
 @runtime_checkable

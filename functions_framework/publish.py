@@ -14,7 +14,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from .errors import FunctionsFrameworkError
+from .errors import PublishError
 from .runtime.sidecar import HOST, state_dir
 from .runtime.sidecar_record import SidecarRecord, live_records
 
@@ -60,7 +60,7 @@ def wait_subscribed(sidecar: SidecarRecord, pubsub: str, topic: str, timeout: fl
         if not sidecar.funcd_alive:
             break
         time.sleep(0.1)
-    raise FunctionsFrameworkError(
+    raise PublishError(
         f"the local daprd of {sidecar.app_id!r} does not deliver topic {topic!r} on pub/sub {pubsub!r} to "
         f"the function (it delivers: {_describe(found)}{problem}); the event was not published"
     )
@@ -80,17 +80,17 @@ def publish(
         sidecars = [s for s in sidecars if s.app_id == app_id]
     if not sidecars:
         where = f"named {app_id!r} " if app_id else ""
-        raise FunctionsFrameworkError(
+        raise PublishError(
             f"no function {where}is running with a local daprd; start one with `funcd run <folder>`"
         )
     if len(sidecars) > 1:
         names = ", ".join(s.app_id for s in sidecars)
-        raise FunctionsFrameworkError(f"--app-id: expected one of {names} (several functions are running)")
+        raise PublishError(f"--app-id: expected one of {names} (several functions are running)")
     sidecar = sidecars[0]
     if pubsub is None:
         if len(sidecar.pubsubs) != 1:
             choices = ", ".join(sidecar.pubsubs) or "none"
-            raise FunctionsFrameworkError(f"--pubsub: expected one of {choices}")
+            raise PublishError(f"--pubsub: expected one of {choices}")
         pubsub = sidecar.pubsubs[0]
     if content_type is None:
         try:
@@ -100,15 +100,13 @@ def publish(
             content_type = "text/plain"
     declared = {(p, t) for p, t in sidecar.subscriptions}
     if (pubsub, topic) not in declared:
-        raise FunctionsFrameworkError(
+        raise PublishError(
             f"{sidecar.app_id!r} does not subscribe to topic {topic!r} on pub/sub {pubsub!r} (its "
             f"subscriptions: {_describe(declared)}), so nothing would receive the event; it was not published"
         )
     wait_subscribed(sidecar, pubsub, topic)
     if not sidecar.funcd_alive:
-        raise FunctionsFrameworkError(
-            f"the funcd of {sidecar.app_id!r} (pid {sidecar.funcd_pid}) has stopped"
-        )
+        raise PublishError(f"the funcd of {sidecar.app_id!r} (pid {sidecar.funcd_pid}) has stopped")
     url = (
         f"http://{HOST}:{sidecar.http_port}/v1.0/publish/"
         f"{urllib.parse.quote(pubsub, safe='')}/{urllib.parse.quote(topic, safe='')}"
@@ -121,9 +119,7 @@ def publish(
             status = resp.status
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace")
-        raise FunctionsFrameworkError(f"daprd refused the event ({exc.code}): {detail}") from None
+        raise PublishError(f"daprd refused the event ({exc.code}): {detail}") from None
     except urllib.error.URLError as exc:
-        raise FunctionsFrameworkError(
-            f"cannot reach the local daprd of {sidecar.app_id!r}: {exc.reason}"
-        ) from None
+        raise PublishError(f"cannot reach the local daprd of {sidecar.app_id!r}: {exc.reason}") from None
     return f"published to {pubsub}/{topic} of {sidecar.app_id} ({status})"

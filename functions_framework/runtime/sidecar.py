@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import FunctionsFrameworkError
+from ..errors import SidecarError
 from ..model import FunctionContext
 from .resiliency import dead_letter_warnings, local_retry_policy, retry_targets
 from .sidecar_record import SidecarRecord, live_records, process_started
@@ -50,7 +50,7 @@ def find_daprd(search_path: str, home: Path, testbin_cache: Path) -> Path:
     for candidate in candidates:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate
-    raise FunctionsFrameworkError(
+    raise SidecarError(
         "this function uses Dapr (inputs, outputs or states) and no sidecar is configured "
         "(DAPR_GRPC_PORT or --dapr-address), so funcd starts a local daprd, but found none: "
         + HOW_TO_GET_DAPRD
@@ -87,7 +87,7 @@ def default_components(context: FunctionContext) -> list[dict[str, object]]:
         if comp.kind == "pubsub":
             docs[comp.component_name] = _component(comp.component_name, "pubsub.in-memory")
         elif comp.component_name not in docs:
-            raise FunctionsFrameworkError(
+            raise SidecarError(
                 f"binding {comp.component_name!r} ({comp.component_type}) needs a component definition: "
                 f"add components/{comp.component_name}.yaml to the function's folder"
             )
@@ -137,12 +137,12 @@ class LocalSidecar:
 
         def exited() -> None:
             if self.proc.poll() is not None:
-                raise FunctionsFrameworkError(
+                raise SidecarError(
                     f"daprd exited with {self.proc.returncode}; its log: {self.log_path}\n{self.log_tail()}"
                 )
 
         if not wait_healthy(self.http_port, "/v1.0/healthz/outbound", timeout, exited):
-            raise FunctionsFrameworkError(f"daprd not ready within {timeout:g}s; its log: {self.log_path}")
+            raise SidecarError(f"daprd not ready within {timeout:g}s; its log: {self.log_path}")
 
     def log_tail(self, lines: int = 20) -> str:
         try:
@@ -186,7 +186,7 @@ def start_local_daprd(
     app_id = context.name
     running = live_records(runtime_dir).get(app_id)
     if running is not None:
-        raise FunctionsFrameworkError(
+        raise SidecarError(
             f"{app_id!r} already runs with a local daprd (funcd pid {running.funcd_pid}, daprd pid "
             f"{running.daprd_pid}); stop it first, or give this function another name"
         )
