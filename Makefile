@@ -40,6 +40,7 @@ typecheck: install
 check: lint typecheck test
 
 bench: install
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) bench/run.py
 
 testbin: install
