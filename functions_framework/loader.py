@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -89,6 +90,14 @@ def find_source(path: str | Path) -> FunctionSource:
         ctx = next((p.parent / name for name in CONTEXT_FILES if (p.parent / name).is_file()), None)
         return FunctionSource(p.resolve(), ctx.resolve() if ctx else None)
     raise FunctionLoadError(f"{p}: expected a Python file or a folder with main.py, found nothing there")
+
+
+_FLASK_IMPORT = re.compile(rb"^[ \t]*(?:import[ \t]+flask\b|from[ \t]+flask\b)", re.MULTILINE)
+
+
+def imports_flask(source: Path) -> bool:
+    """Whether the module imports flask: then it is imported inside its Flask app context."""
+    return _FLASK_IMPORT.search(source.read_bytes()) is not None
 
 
 def make_flask_app(target: str, folder: Path) -> Any:
@@ -214,8 +223,7 @@ def load_function(
 ) -> LoadedFunction:
     """Import ``source``, pick ``target``'s signature and build its adapter. Raises ``FunctionLoadError``."""
     path = Path(source).resolve()
-    mentions_flask = b"flask" in path.read_bytes()
-    flask_app = make_flask_app(target, path.parent) if mentions_flask else None
+    flask_app = make_flask_app(target, path.parent) if imports_flask(path) else None
     del ERROR_HANDLERS[:]
     module = _import(path, flask_app)
     func = getattr(module, target, None)

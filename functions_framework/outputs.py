@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 
 TEMPORARY_CODES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED"})
 
-__all__ = ["DaprOutputs", "DaprState", "encode"]
+__all__ = ["DaprOutputs", "DaprState", "encode", "encode_state"]
 
 JSON = "application/json"
 TEXT = "text/plain"
@@ -73,6 +73,18 @@ def encode(data: Any, where: str) -> tuple[bytes, str]:
     except (TypeError, ValueError) as exc:
         raise OutputError(
             f"{where}: expected bytes, str or a JSON-serializable value, got {type(data).__name__} ({exc})"
+        ) from exc
+
+
+def encode_state(value: Any, where: str) -> bytes:
+    """A state value as stored: bytes as is, anything else as JSON. ``where`` names the call."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    try:
+        return json.dumps(value, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise OutputError(
+            f"{where}: expected bytes or a JSON-serializable value, got {type(value).__name__} ({exc})"
         ) from exc
 
 
@@ -280,12 +292,4 @@ class DaprState:
         self._call(op, lambda c: c.transaction(store, encoded, list(deletes or [])))
 
     def _encode(self, value: Any, op: str) -> bytes:
-        if isinstance(value, (bytes, bytearray)):
-            return bytes(value)
-        try:
-            return json.dumps(value, allow_nan=False).encode("utf-8")
-        except (TypeError, ValueError) as exc:
-            raise OutputError(
-                f"state({self.store.name!r}).{op}: expected bytes or a JSON-serializable value, "
-                f"got {type(value).__name__} ({exc})"
-            ) from exc
+        return encode_state(value, f"state({self.store.name!r}).{op}")

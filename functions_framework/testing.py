@@ -24,7 +24,7 @@ from .event import HTTP_TRIGGER, Event, Trigger
 from .invocation import Invocation, Invoker, Outcome
 from .loader import LoadedFunction, check_arity, find_source, load_function, pick_signature
 from .model import FunctionContext, parse_context_text
-from .outputs import encode
+from .outputs import encode, encode_state
 from .plugins import Hooks
 from .replies import Ack
 from .runtime.delivery import Router
@@ -51,15 +51,7 @@ class MemoryState:
         return key
 
     def _encode(self, value: Any, op: str) -> bytes:
-        if isinstance(value, (bytes, bytearray)):
-            return bytes(value)
-        try:
-            return json.dumps(value, allow_nan=False).encode("utf-8")
-        except (TypeError, ValueError) as exc:
-            raise OutputError(
-                f"state({self.name!r}).{op}: expected bytes or a JSON-serializable value, "
-                f"got {type(value).__name__} ({exc})"
-            ) from exc
+        return encode_state(value, f"state({self.name!r}).{op}")
 
     def get(self, key: str, default: Any = None) -> Any:
         data = self.items.get(self._key(key, "get"))

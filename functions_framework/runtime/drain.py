@@ -32,8 +32,6 @@ import json
 import logging
 import re
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -84,6 +82,9 @@ def _seconds(duration: str) -> float:
 
 def read_app_health(http_url: str, api_token: str | None, timeout: float = 2.0) -> AppHealthCheck | None:
     """daprd's app health settings from ``GET /v1.0/metadata``; None when it cannot be read."""
+    import urllib.error  # only a draining function with a known sidecar pays for it
+    import urllib.request
+
     request = urllib.request.Request(f"{http_url}/v1.0/metadata")
     if api_token:
         request.add_header("dapr-api-token", api_token)
