@@ -31,7 +31,7 @@ import json
 import traceback
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from .errors import BodyTooLarge, HTTPError, OutputError, RequestError
 from .invocation import Outcome, Status
@@ -67,9 +67,8 @@ class Response:
         return f"Response(status={self.status}, content_type={self.content_type!r})"
 
 
-@dataclass(frozen=True)
-class HttpReply:
-    """What an HTTP request is answered with."""
+class HttpReply(NamedTuple):
+    """What an HTTP request is answered with (a tuple: cheap to build on the hot path)."""
 
     status: int
     """The HTTP status code."""
@@ -98,13 +97,13 @@ def encode_body(body: Any) -> tuple[bytes, str]:
     if isinstance(body, (bytes, bytearray, memoryview)):
         return bytes(body), BINARY
     try:
-        return json.dumps(body, separators=(",", ":"), default=_no_default).encode(), JSON
+        return _JSON_ENCODER.encode(body).encode(), JSON
     except (TypeError, ValueError) as exc:
         raise TypeError(f"the handler returned {type(body).__name__}, which cannot be sent: {exc}") from None
 
 
-def _no_default(value: Any) -> Any:
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+_JSON_ENCODER = json.JSONEncoder(separators=(",", ":"))
+"""One encoder for every reply: ``json.dumps`` with options builds a new one per call."""
 
 
 def _is_wsgi_response(result: Any) -> bool:
