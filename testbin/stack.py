@@ -151,6 +151,25 @@ RECIPES: dict[str, GoRecipe | AptRecipe] = {
             ),
         ),
         GoRecipe(
+            name="kube-control-plane",
+            version="1.33.13",
+            module="kube-control-plane",
+            binaries={
+                "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
+                "kube-scheduler": "k8s.io/kubernetes/cmd/kube-scheduler",
+            },
+            ldflags=tuple(
+                f"{pkg}.{var}={val}"
+                for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
+                for var, val in (("gitVersion", "v1.33.13"), ("gitMajor", "1"), ("gitMinor", "33"))
+            ),
+            why=(
+                "The rest of the control plane, from the same Kubernetes release as kube-apiserver: "
+                "Deployments -> ReplicaSets -> Pods, the garbage collector, scheduling. A recipe of its "
+                "own so that adding it does not rebuild kube-apiserver."
+            ),
+        ),
+        GoRecipe(
             name="keda",
             version="2.20.2",
             module="keda",

@@ -10,6 +10,7 @@ Fixtures (scope, what they give):
     daprd           function  DaprdFactory: daprd(app_port, resources=..., config=..., app_protocol=...)
                               -> Sidecar: .http_port .grpc_port .http_url .grpc_address .pid .log_path
     kube_apiserver  session   KubeAPIServer: .url .kubeconfig .token .ca_file .version .pid .log_path
+    control_plane   session   ControlPlane: kube-controller-manager + kube-scheduler (no node yet)
     kubectl         session   Kubectl: kubectl(*args) -> CompletedProcess; .json(*args); .apply(obj)
     k8s_namespace   function  a fresh namespace name, deleted afterwards
     keda_operator   session   KedaOperator: .namespace .crds_dir .version .pid .log_path
@@ -29,6 +30,7 @@ from types import ModuleType
 
 import pytest
 
+from tests.e2e.stack_control_plane import ControlPlane, start_control_plane
 from tests.e2e.stack_dapr import DaprdFactory
 from tests.e2e.stack_jaeger import Jaeger, start_jaeger
 from tests.e2e.stack_kube import KedaOperator, KubeAPIServer, Kubectl, start_keda, start_kube_apiserver
@@ -144,6 +146,20 @@ def kube_apiserver(stack_workdir: Path) -> Iterator[KubeAPIServer]:
 @pytest.fixture(scope="session")
 def kubectl(kube_apiserver: KubeAPIServer) -> Kubectl:
     return Kubectl(require_binary("kubectl"), kube_apiserver.kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def control_plane(kube_apiserver: KubeAPIServer, stack_workdir: Path) -> Iterator[ControlPlane]:
+    """kube-controller-manager and kube-scheduler against the test apiserver (no node: pods stay Pending)."""
+    plane = start_control_plane(
+        require_binary("kube-controller-manager"),
+        require_binary("kube-scheduler"),
+        _stack.version("kube-control-plane"),
+        kube_apiserver,
+        stack_workdir / "control-plane",
+    )
+    yield plane
+    plane.stop()
 
 
 @pytest.fixture

@@ -157,13 +157,21 @@ def port_open(port: int, host: str = HOST) -> bool:
 
 
 def http_status(
-    url: str, *, token: str | None = None, ca_file: Path | None = None, timeout: float = 2.0
+    url: str,
+    *,
+    token: str | None = None,
+    ca_file: Path | None = None,
+    timeout: float = 2.0,
+    insecure: bool = False,
 ) -> int:
-    """The HTTP status of a GET, or 0 if no connection could be made."""
+    """The HTTP status of a GET, or 0 if no connection could be made. ``insecure`` skips TLS
+    verification (for a component's self-signed loopback certificate)."""
     request = urllib.request.Request(url)
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     context = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
+    if insecure:
+        context = ssl._create_unverified_context()
     try:
         with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             return int(response.status)

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tests.e2e.stack_control_plane import ControlPlane
 from tests.e2e.stack_jaeger import Jaeger
 from tests.e2e.stack_kube import KedaOperator, KubeAPIServer
 from tests.e2e.stack_redis import RedisServer
@@ -51,6 +52,7 @@ def test_stack_listens_on_loopback_only(
     kube_apiserver: KubeAPIServer,
     keda_operator: KedaOperator,
     jaeger: Jaeger,
+    control_plane: ControlPlane,
 ) -> None:
     sidecar = daprd()
     pids = {
@@ -59,6 +61,7 @@ def test_stack_listens_on_loopback_only(
         "keda-operator": keda_operator.pid,
         "jaeger": jaeger.pid,
         **{p.name: p.pid for p in kube_apiserver.group.procs},
+        **{p.name: p.pid for p in control_plane.group.procs},
     }
     exposed = {}
     for name, pid in pids.items():
