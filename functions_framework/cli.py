@@ -143,6 +143,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--debug", action="store_true", help="debug logs and error details in responses")
 
+    ctl = sub.add_parser("controller", help="run the Function controller against a cluster")
+    ctl.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster; env KUBECONFIG)")
+    ctl.add_argument("--workers", type=_positive_int("workers"), default=2, help="reconcile workers")
+    ctl.add_argument("--health-host", default="0.0.0.0", help="address of /healthz and /readyz")
+    ctl.add_argument("--health-port", type=_port, default=8081, help="port of /healthz and /readyz")
+    ctl.add_argument(
+        "--resync", type=_seconds("resync"), default=300.0, help="seconds between full resyncs (default 300)"
+    )
+
     new = sub.add_parser("new", help="scaffold a function with a test")
     new.add_argument("name", help="folder to create")
     new.add_argument("--template", choices=("http",), default="http", help="what to scaffold")
@@ -291,6 +300,14 @@ def cmd_publish(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 0
 
 
+def cmd_controller(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    configure_logging("funcd-controller", logging.INFO)
+    from funcd_controller.manager import run
+
+    kubeconfig = args.kubeconfig or env.get("KUBECONFIG") or None
+    return run(kubeconfig, args.workers, args.health_host, args.health_port, args.resync)
+
+
 def cmd_new(args: argparse.Namespace) -> int:
     from .scaffold import scaffold
 
@@ -307,6 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command == "run":
             return cmd_run(args, os.environ)
+        if args.command == "controller":
+            return cmd_controller(args, os.environ)
         if args.command == "new":
             return cmd_new(args)
         if args.command == "publish":

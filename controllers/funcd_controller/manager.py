@@ -1,0 +1,246 @@
+"""The controller process: watches, a work queue with backoff, workers, health endpoints.
+
+Watches come from the ``kubernetes`` client (its dynamic client's ``watch``), restarted with backoff
+when the API server goes away. Functions are watched cluster-wide, and so are the Deployments and Jobs
+labelled as ours, so that a change to a child (e.g. its available replicas) reconciles its Function.
+Each key (``namespace/name``) is in the queue at most once; a worker that fails with ``TemporaryError``
+requeues it with exponential backoff (0.5 s doubling to 60 s); a periodic resync requeues everything.
+"""
+
+from __future__ import annotations
+
+import heapq
+import http.server
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from .apply import INSTANCE, MANAGED_BY
+from .errors import ControllerError, TemporaryError
+from .reconcile import API_VERSION, KIND, Reconciler
+
+log = logging.getLogger("funcd_controller")
+
+
+class WorkQueue:
+    """Keys to reconcile: deduplicated, delayed requeues, never two workers on one key."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._ready: list[str] = []
+        self._queued: set[str] = set()
+        self._busy: set[str] = set()
+        self._dirty: set[str] = set()
+        self._delayed: list[tuple[float, str]] = []
+        self.closed = False
+
+    def add(self, key: str, after: float = 0.0) -> None:
+        with self._cond:
+            if after > 0:
+                heapq.heappush(self._delayed, (time.monotonic() + after, key))
+            elif key in self._busy:
+                self._dirty.add(key)
+            elif key not in self._queued:
+                self._queued.add(key)
+                self._ready.append(key)
+            self._cond.notify()
+
+    def get(self) -> str | None:
+        with self._cond:
+            while True:
+                if self.closed:
+                    return None
+                now = time.monotonic()
+                while self._delayed and self._delayed[0][0] <= now:
+                    _, key = heapq.heappop(self._delayed)
+                    if key not in self._queued and key not in self._busy:
+                        self._queued.add(key)
+                        self._ready.append(key)
+                if self._ready:
+                    key = self._ready.pop(0)
+                    self._queued.discard(key)
+                    self._busy.add(key)
+                    return key
+                wait = self._delayed[0][0] - now if self._delayed else None
+                self._cond.wait(wait)
+
+    def done(self, key: str) -> None:
+        with self._cond:
+            self._busy.discard(key)
+            if key in self._dirty:
+                self._dirty.discard(key)
+                self._queued.add(key)
+                self._ready.append(key)
+                self._cond.notify()
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._ready) + len(self._delayed)
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+
+class Manager:
+    """Runs the controller until ``stop()``."""
+
+    def __init__(self, api_client: Any, workers: int = 2, resync: float = 300.0) -> None:
+        from kubernetes.dynamic import DynamicClient
+
+        self.dynamic = DynamicClient(api_client)
+        self.reconciler = Reconciler(self.dynamic)
+        self.queue = WorkQueue()
+        self.workers = workers
+        self.resync = resync
+        self.stopping = threading.Event()
+        self.watching = threading.Event()
+        self._failures: dict[str, int] = {}
+        self.reconciles = 0
+        self.errors = 0
+
+    # ------------------------------------------------------------------ watches
+
+    def _watch(self, api_version: str, kind: str, key_of: Callable[[dict[str, Any]], str | None], **kw: Any) -> None:
+        backoff = 0.5
+        while not self.stopping.is_set():
+            try:
+                resource = self.dynamic.resources.get(api_version=api_version, kind=kind)
+                listed = resource.get(**kw)
+                for item in listed.items:
+                    self._enqueue(key_of(item.to_dict()))
+                self.watching.set()
+                version = listed.metadata.resourceVersion
+                for event in self._stream(resource, version, kw):
+                    self._enqueue(key_of(event["raw_object"]))
+                backoff = 0.5
+            except Exception as exc:  # the API server went away or the watch expired: list again
+                if self.stopping.is_set():
+                    return
+                log.warning("watch of %s ended (%s); listing again in %.1fs", kind, exc, backoff)
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    def _stream(self, resource: Any, version: str, kw: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        yield from resource.watch(resource_version=version, timeout=60, **kw)
+
+    def _enqueue(self, key: str | None) -> None:
+        if key:
+            self.queue.add(key)
+
+    @staticmethod
+    def _function_key(obj: dict[str, Any]) -> str:
+        return f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"
+
+    @staticmethod
+    def _owner_key(obj: dict[str, Any]) -> str | None:
+        instance = (obj["metadata"].get("labels") or {}).get(INSTANCE)
+        return f"{obj['metadata']['namespace']}/{instance}" if instance else None
+
+    # ------------------------------------------------------------------ workers
+
+    def _work(self) -> None:
+        while True:
+            key = self.queue.get()
+            if key is None:
+                return
+            namespace, name = key.split("/", 1)
+            try:
+                result = self.reconciler.reconcile(namespace, name)
+                self.reconciles += 1
+                self._failures.pop(key, None)
+                if result.requeue_after:
+                    self.queue.add(key, result.requeue_after)
+            except (TemporaryError, ControllerError, Exception) as exc:
+                self.errors += 1
+                failures = self._failures.get(key, 0) + 1
+                self._failures[key] = failures
+                delay = min(0.5 * 2 ** (failures - 1), 60.0)
+                log.warning("reconcile %s failed (%s); again in %.1fs", key, exc, delay)
+                self.queue.add(key, delay)
+            finally:
+                self.queue.done(key)
+
+    def _resync(self) -> None:
+        while not self.stopping.wait(self.resync):
+            try:
+                for item in self.dynamic.resources.get(api_version=API_VERSION, kind=KIND).get().items:
+                    self._enqueue(self._function_key(item.to_dict()))
+            except Exception as exc:
+                log.warning("resync failed: %s", exc)
+
+    # ------------------------------------------------------------------ run
+
+    def start(self) -> None:
+        selector = f"{MANAGED_BY}=funcd"
+        threads = [
+            threading.Thread(target=self._watch, args=(API_VERSION, KIND, self._function_key), daemon=True),
+            threading.Thread(
+                target=self._watch,
+                args=("apps/v1", "Deployment", self._owner_key),
+                kwargs={"label_selector": selector},
+                daemon=True,
+            ),
+            threading.Thread(target=self._resync, daemon=True),
+            *(threading.Thread(target=self._work, daemon=True) for _ in range(self.workers)),
+        ]
+        for t in threads:
+            t.start()
+        log.info("controller started: %d worker(s), resync every %gs", self.workers, self.resync)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.queue.close()
+
+
+def serve_health(manager: Manager, host: str, port: int) -> http.server.ThreadingHTTPServer:
+    """``/healthz`` (the process runs) and ``/readyz`` (the watches have listed once) on ``host:port``."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            if self.path == "/healthz":
+                status, body = 200, b"ok"
+            elif self.path == "/readyz":
+                ready = manager.watching.is_set()
+                status, body = (200, b"ready") if ready else (503, b"not watching yet")
+            else:
+                status, body = 404, b"not found"
+            self.send_response(status)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def run(kubeconfig: str | None, workers: int, host: str, health_port: int, resync: float) -> int:
+    """``funcd controller``: run until SIGTERM/SIGINT."""
+    import signal
+
+    from kubernetes import client, config
+
+    if kubeconfig:
+        api_client = config.new_client_from_config(config_file=kubeconfig)
+    else:
+        config.load_incluster_config()
+        api_client = client.ApiClient()
+    manager = Manager(api_client, workers=workers, resync=resync)
+    health = serve_health(manager, host, health_port)
+    log.info("health on http://%s:%d/healthz and /readyz", host, health.server_address[1])
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    manager.start()
+    done.wait()
+    manager.stop()
+    health.shutdown()
+    return 0

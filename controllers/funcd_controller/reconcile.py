@@ -1,0 +1,179 @@
+"""Level-based reconcile of one Function: re-read, validate, render, apply, prune, write status.
+
+``reconcile(namespace, name)`` is idempotent: in steady state it applies objects that do not change
+(server-side apply leaves their resourceVersion alone) and writes no status, because conditions are
+written only when they change. A Function the model refuses gets ``Ready=False`` with the model's own,
+path-exact message and is not retried until it changes; API trouble raises ``TemporaryError`` for the
+manager to requeue with backoff.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from functions_framework.errors import ContextError
+from functions_framework.model import Function, parse_function
+
+from .apply import INSTANCE, Applier, key
+from .errors import PermanentError, classify
+from .render import render
+
+log = logging.getLogger("funcd_controller.reconcile")
+
+GROUP, VERSION, KIND = "funcd.dev", "v1alpha1", "Function"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+
+@dataclass(frozen=True)
+class Result:
+    """What the manager does next with this key."""
+
+    requeue_after: float | None = None
+    """Seconds until the key is looked at again (e.g. while the workload becomes available)."""
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def condition(kind: str, ok: bool, reason: str, message: str, generation: int) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "status": "True" if ok else "False",
+        "reason": reason,
+        "message": message[:32000],
+        "observedGeneration": generation,
+    }
+
+
+def merge_conditions(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``new`` with each condition's lastTransitionTime kept from ``old`` when its status is the same."""
+    before = {c.get("type"): c for c in old}
+    out = []
+    for cond in new:
+        prev = before.get(cond["type"])
+        same = prev is not None and prev.get("status") == cond["status"]
+        out.append({**cond, "lastTransitionTime": prev["lastTransitionTime"] if same else _now()})  # type: ignore[index]
+    return out
+
+
+def _triggers(fn: Function) -> str:
+    serving = fn.spec.serving
+    parts = []
+    if serving.triggers.http is not None:
+        parts.append("http")
+    for trigger in (*serving.triggers.dapr, *(i.dapr for i in serving.triggers.inputs if i.dapr)):
+        parts.append(f"{trigger.type.split('.', 1)[0]}:{trigger.topic or trigger.name}")
+    return ",".join(parts)
+
+
+class Reconciler:
+    """Reconciles Functions through the dynamic client."""
+
+    def __init__(self, dynamic: Any) -> None:
+        self.dynamic = dynamic
+        self.applier = Applier(dynamic)
+        self.functions = dynamic.resources.get(api_version=API_VERSION, kind=KIND)
+
+    def reconcile(self, namespace: str, name: str) -> Result:
+        try:
+            obj = self.functions.get(name=name, namespace=namespace).to_dict()
+        except Exception as exc:
+            if getattr(exc, "status", None) == 404:
+                return Result()  # deleted: the garbage collector removes what it owned
+            raise classify(exc, f"get Function {namespace}/{name}") from exc
+        generation = int(obj["metadata"].get("generation") or 0)
+        status = obj.get("status") or {}
+        try:
+            fn = parse_function(obj, f"Function {namespace}/{name}")
+        except ContextError as exc:
+            problems = "; ".join(exc.problems)
+            self._write_status(obj, [condition("Ready", False, "InvalidSpec", problems, generation)], {})
+            return Result()
+        try:
+            return self._realise(obj, fn, generation, status)
+        except PermanentError as exc:
+            self._write_status(obj, [condition("Ready", False, exc.reason, str(exc), generation)], {})
+            return Result()
+
+    def _realise(self, obj: dict[str, Any], fn: Function, generation: int, status: dict[str, Any]) -> Result:
+        namespace = obj["metadata"]["namespace"]
+        rendered = render(fn)
+        applied = [self.applier.apply(o) for o in rendered.objects]
+        self.applier.prune(namespace, obj["metadata"]["name"], (key(o) for o in rendered.objects))
+        workload = next((a for a in applied if a.get("kind") in ("Deployment", "Job")), None)
+        replicas, available = self._workload_state(workload)
+        ready = available or (workload is not None and workload.get("kind") == "Job")
+        conditions = [
+            condition(
+                "Ready",
+                ready,
+                "Available" if ready else "WorkloadUnavailable",
+                "the workload has available replicas"
+                if ready
+                else "no replica of the workload is available yet",
+                generation,
+            )
+        ]
+        for note in rendered.notes:
+            conditions.append(condition(note.condition, False, note.reason, note.message, generation))
+        service = next((a for a in applied if a.get("kind") == "Service"), None)
+        address = ""
+        if service is not None:
+            port = (service.get("spec", {}).get("ports") or [{}])[0].get("port", 80)
+            address = f"http://{service['metadata']['name']}.{namespace}.svc.cluster.local:{port}"
+        extra = {
+            "replicas": replicas,
+            "address": address,
+            "triggers": _triggers(fn),
+            "objects": [{"apiVersion": a, "kind": k, "name": n} for a, k, n in map(key, rendered.objects)],
+        }
+        self._write_status(obj, conditions, extra)
+        return Result(requeue_after=None if ready else 5.0)
+
+    @staticmethod
+    def _workload_state(workload: dict[str, Any] | None) -> tuple[int, bool]:
+        if workload is None:
+            return 0, False
+        st = workload.get("status") or {}
+        replicas = int(st.get("replicas") or st.get("active") or 0)
+        return replicas, int(st.get("availableReplicas") or 0) > 0
+
+    def _write_status(self, obj: dict[str, Any], conditions: list[dict[str, Any]], extra: dict[str, Any]) -> None:
+        old = obj.get("status") or {}
+        generation = int(obj["metadata"].get("generation") or 0)
+        merged = merge_conditions(old.get("conditions") or [], conditions)
+        new = {**{k: v for k, v in old.items() if k in extra}, **extra}
+        new["conditions"] = merged
+        new["observedGeneration"] = generation
+        if _same_status(old, new):
+            return  # steady state: no write
+        body = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": obj["metadata"]["name"]}, "status": new}
+        try:
+            self.functions.status.patch(
+                body=body,
+                name=obj["metadata"]["name"],
+                namespace=obj["metadata"]["namespace"],
+                content_type="application/merge-patch+json",
+            )
+        except Exception as exc:
+            raise classify(exc, f"write the status of Function {obj['metadata']['name']}") from exc
+
+
+def _same_status(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    def strip(conds: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        return [(c.get("type"), c.get("status"), c.get("reason"), c.get("message"), c.get("observedGeneration")) for c in conds]
+
+    for k, v in new.items():
+        if k == "conditions":
+            if strip(old.get("conditions") or []) != strip(v):
+                return False
+        elif old.get(k) != v:
+            return False
+    return True
+
+
+__all__ = ["INSTANCE", "Reconciler", "Result"]
