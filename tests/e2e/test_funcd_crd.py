@@ -8,6 +8,7 @@ messages that name the field, and ``kubectl apply -k manifests`` is accepted.
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -265,3 +266,53 @@ def test_cluster_role_grants_only_what_the_controller_uses(
     subject = "--as=system:serviceaccount:funcd-system:funcd-controller"
     answer = kubectl("auth", "can-i", verb, *resource.split(), "-A", subject, check=False)
     assert answer.stdout.strip() == allowed, answer
+
+
+def test_string_maps_take_strings_only(kubectl: Kubectl, function_crd: str, k8s_namespace: str) -> None:
+    fn = _full(k8s_namespace)
+    fn["spec"]["serving"]["params"]["PORT"] = 8080  # the model would read "8080"; the schema is strict
+    err = _refused_by_server(kubectl, fn)
+    assert "spec.serving.params.PORT" in err and "must be of type string" in err, err
+
+
+def test_status_fills_the_printer_columns(kubectl: Kubectl, function_crd: str, k8s_namespace: str) -> None:
+    fn = _full(k8s_namespace)
+    kubectl.apply(fn)
+    status = {
+        "observedGeneration": 1,
+        "replicas": 0,
+        "address": f"http://full.{k8s_namespace}.svc.cluster.local:8080",
+        "triggers": "http,pubsub:orders,bindings:ticker",
+        "objects": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "full"}],
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "False",
+                "reason": "WorkloadUnavailable",
+                "message": "no pod is ready",
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+                "observedGeneration": 1,
+            }
+        ],
+    }
+    patch = json.dumps({"status": status})
+    name = ("fn", "full", "-n", k8s_namespace)
+    kubectl("patch", *name, "--subresource=status", "--type=merge", "-p", patch)
+    assert kubectl.json("get", *name)["status"] == status  # nothing pruned
+    lines = kubectl("get", *name).stdout.splitlines()
+    assert lines[1].split()[:6] == [
+        "full",
+        "False",
+        "WorkloadUnavailable",
+        status["triggers"],
+        "0",
+        status["address"],
+    ]
+    # The status subresource ignores spec changes, and the main resource ignores status changes.
+    kubectl("patch", *name, "--type=merge", "-p", json.dumps({"status": {"replicas": 3}}))
+    assert kubectl.json("get", *name)["status"]["replicas"] == 0
+    bad = {"status": {"conditions": [{"type": "Ready", "status": "Maybe"}]}}
+    with pytest.raises(KubectlError) as refused:
+        kubectl("patch", *name, "--subresource=status", "--type=merge", "-p", json.dumps(bad))
+    err = refused.value.stderr
+    assert "status.conditions[0].status" in err and "status.conditions[0].reason" in err, err
