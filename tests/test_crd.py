@@ -214,3 +214,24 @@ def test_fixture_functions_are_valid_for_the_model(path: Path) -> None:
     if doc.get("kind") != "Function":
         pytest.skip(f"{path.name} is not a Function")
     assert parse_function(doc).metadata.name
+
+
+def _properties(node: dict[str, Any], where: str) -> typing.Iterator[tuple[str, dict[str, Any]]]:
+    for key, prop in node.get("properties", {}).items():
+        yield f"{where}.{key}", prop
+        yield from _properties(prop, f"{where}.{key}")
+    for nested in ("items", "additionalProperties"):
+        if isinstance(node.get(nested), dict):
+            yield from _properties(node[nested], where)
+
+
+def test_every_spec_and_status_property_is_described() -> None:
+    """``kubectl explain fn.spec...`` says what each field is for."""
+    schema = _schema()["properties"]
+    undescribed = [
+        where
+        for part in ("spec", "status")
+        for where, prop in _properties(schema[part], part)
+        if not prop.get("description")
+    ]
+    assert undescribed == []
