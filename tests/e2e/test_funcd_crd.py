@@ -97,6 +97,7 @@ def test_explain_scale_options_lists_its_fields(kubectl: Kubectl, function_crd: 
     for field in ("minReplicas", "maxReplicas", "keda", "knative"):
         assert field in out, out
     assert "KEDA" in out and "<integer>" in out, out
+    assert "0 lets KEDA scale to zero" in out, out  # the descriptions come along
     keda = kubectl("explain", "fn.spec.serving.scaleOptions.keda").stdout
     for field in ("scaledObject", "scaledJob", "triggers"):
         assert field in keda, keda
