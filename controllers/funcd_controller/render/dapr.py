@@ -247,7 +247,9 @@ def daprd_container(fn: Function, ctx: FunctionContext, security: dict[str, Any]
     }
 
 
-def daprd_volumes(fn: Function, ctx: FunctionContext, resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def daprd_volumes(
+    fn: Function, ctx: FunctionContext, resources: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     """The volumes of the daprd container: resources and, with tracing, the Configuration."""
     files = [
         {"key": f"{o['metadata']['name']}.yaml", "path": f"{o['metadata']['name']}.yaml"}

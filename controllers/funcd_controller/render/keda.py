@@ -54,7 +54,12 @@ def _kafka(fn: Function, c: Component, m: dict[str, str]) -> dict[str, str] | st
     group = m.get("consumerGroup") or m.get("consumerID") or app_id(fn)
     if "brokers" not in m or not topic:
         return "its component has no plain 'brokers' value or no topic"
-    return {"bootstrapServers": m["brokers"], "consumerGroup": group, "topic": topic, "lagThreshold": KAFKA_LAG}
+    return {
+        "bootstrapServers": m["brokers"],
+        "consumerGroup": group,
+        "topic": topic,
+        "lagThreshold": KAFKA_LAG,
+    }
 
 
 def _rabbitmq(fn: Function, c: Component, m: dict[str, str]) -> dict[str, str] | str:
@@ -174,7 +179,10 @@ def scaler(fn: Function, ctx: FunctionContext, template: dict[str, Any]) -> Scal
                 ("pollingInterval", job.polling_interval),
                 ("successfulJobsHistoryLimit", job.successful_jobs_history_limit),
                 ("failedJobsHistoryLimit", job.failed_jobs_history_limit),
-                ("scalingStrategy", copy.deepcopy(dict(job.scaling_strategy)) if job.scaling_strategy else None),
+                (
+                    "scalingStrategy",
+                    copy.deepcopy(dict(job.scaling_strategy)) if job.scaling_strategy else None,
+                ),
             ):
                 if value is not None:
                     spec[key] = value

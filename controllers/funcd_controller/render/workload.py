@@ -56,7 +56,9 @@ def _env(ctx: FunctionContext, serving: Serving, container_mode: bool) -> list[d
     return env
 
 
-def _function_container(fn: Function, ctx: FunctionContext, serving: Serving, container_mode: bool) -> dict[str, Any]:
+def _function_container(
+    fn: Function, ctx: FunctionContext, serving: Serving, container_mode: bool
+) -> dict[str, Any]:
     port = ctx.http_port or DEFAULT_HTTP_PORT
     ports = [{"name": "http", "containerPort": port}]
     if ctx.inputs and ctx.app_protocol == "grpc":
