@@ -83,7 +83,9 @@ def test_render_is_deterministic_and_fresh(case: str) -> None:
         obj.setdefault("spec", {})["changed"] = True
     again = render_all(load(CASES[case]))
     assert again == snapshot == render_all(fn)
-    assert yaml.safe_dump_all(again) == yaml.safe_dump_all(snapshot)
+    text = yaml.safe_dump_all(again)
+    assert text == yaml.safe_dump_all(snapshot)
+    assert "&id" not in text, "an object is shared between two places (YAML anchors)"
 
 
 def pod_templates(obj: dict[str, Any]) -> list[dict[str, Any]]:

@@ -193,8 +193,12 @@ def dapr_secret(fn: Function, resources: list[dict[str, Any]]) -> dict[str, Any]
 
     data: dict[str, str] = {}
     for obj in resources:
-        doc = {k: v for k, v in obj.items() if k != "metadata"}
-        doc["metadata"] = {"name": obj["metadata"]["name"]}
+        doc = {
+            "apiVersion": obj["apiVersion"],
+            "kind": obj["kind"],
+            "metadata": {"name": obj["metadata"]["name"]},
+        }
+        doc.update((k, v) for k, v in obj.items() if k not in doc)
         key = "config.yaml" if obj["kind"] == "Configuration" else f"{obj['metadata']['name']}.yaml"
         data[key] = yaml.safe_dump(doc, sort_keys=False)
     return {
@@ -226,10 +230,16 @@ def daprd_container(fn: Function, ctx: FunctionContext, security: dict[str, Any]
     ]  # fmt: skip
     if tracing_on(ctx):
         args += ["--config", f"{CONFIG_PATH}/config.yaml"]
-    mounts = [{"name": "dapr-components", "mountPath": COMPONENTS_PATH, "readOnly": True}]
+    mounts = [
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "dapr-components", "mountPath": COMPONENTS_PATH, "readOnly": True},
+    ]
     if tracing_on(ctx):
         mounts.append({"name": "dapr-config", "mountPath": CONFIG_PATH, "readOnly": True})
-    probe = {"httpGet": {"path": "/v1.0/healthz", "port": DAPR_HTTP_PORT}, "periodSeconds": 5}
+
+    def probe() -> dict[str, Any]:
+        return {"httpGet": {"path": "/v1.0/healthz", "port": DAPR_HTTP_PORT}, "periodSeconds": 5}
+
     return {
         "name": "daprd",
         "image": DAPRD_IMAGE,
@@ -240,8 +250,8 @@ def daprd_container(fn: Function, ctx: FunctionContext, security: dict[str, Any]
             {"name": "dapr-grpc", "containerPort": DAPR_GRPC_PORT},
             {"name": "dapr-metrics", "containerPort": DAPR_METRICS_PORT},
         ],
-        "livenessProbe": probe,
-        "readinessProbe": probe,
+        "livenessProbe": probe(),
+        "readinessProbe": probe(),
         "securityContext": security,
         "volumeMounts": mounts,
     }
