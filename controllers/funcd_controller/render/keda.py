@@ -3,7 +3,6 @@ with the triggers as written or derived from the inputs' components. Pure."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ from functions_framework.model import (
 )
 
 from .dapr import inline_components
+from .merge import plain_copy
 from .meta import app_id, object_meta
 
 __all__ = ["Scaler", "scaler"]
@@ -181,7 +181,7 @@ def scaler(fn: Function, ctx: FunctionContext, template: dict[str, Any]) -> Scal
                 ("failedJobsHistoryLimit", job.failed_jobs_history_limit),
                 (
                     "scalingStrategy",
-                    copy.deepcopy(dict(job.scaling_strategy)) if job.scaling_strategy else None,
+                    plain_copy(job.scaling_strategy) if job.scaling_strategy else None,
                 ),
             ):
                 if value is not None:
@@ -197,8 +197,8 @@ def scaler(fn: Function, ctx: FunctionContext, template: dict[str, Any]) -> Scal
         for key, value in (
             ("pollingInterval", so.polling_interval),
             ("cooldownPeriod", so.cooldown_period),
-            ("advanced", copy.deepcopy(dict(so.advanced)) if so.advanced else None),
-            ("fallback", copy.deepcopy(dict(so.fallback)) if so.fallback else None),
+            ("advanced", plain_copy(so.advanced) if so.advanced else None),
+            ("fallback", plain_copy(so.fallback) if so.fallback else None),
         ):
             if value is not None:
                 spec[key] = value

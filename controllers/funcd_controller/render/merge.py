@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["merge"]
+__all__ = ["merge", "plain_copy"]
+
+
+def plain_copy(value: Any) -> Any:
+    """A deep copy of JSON-like data (mappings, lists, scalars) as plain dicts and lists."""
+    if isinstance(value, Mapping):
+        return {k: plain_copy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_copy(v) for v in value]
+    return value
 
 
 def _named(items: list[Any]) -> bool:
@@ -15,17 +23,17 @@ def _named(items: list[Any]) -> bool:
 
 def merge(ours: Any, theirs: Any) -> Any:
     """``theirs`` merged over ``ours``: mappings key by key, lists of named objects (containers,
-    volumes, env, ports...) name by name, anything else replaced by ``theirs``. Inputs are not changed."""
-    if isinstance(ours, Mapping) and isinstance(theirs, Mapping):
-        out = {k: copy.deepcopy(v) for k, v in ours.items()}
+    volumes, env, ports...) name by name, anything else replaced by ``theirs``.
+
+    ``ours`` must be freshly built: it is reused (and changed). ``theirs`` is copied, never shared."""
+    if isinstance(ours, dict) and isinstance(theirs, Mapping):
         for key, value in theirs.items():
-            out[key] = merge(ours[key], value) if key in ours else copy.deepcopy(value)
-        return out
+            ours[key] = merge(ours[key], value) if key in ours else plain_copy(value)
+        return ours
     if isinstance(ours, list) and isinstance(theirs, list) and _named(ours) and _named(theirs):
         given = {item["name"]: item for item in theirs}
-        merged = [merge(item, given[item["name"]]) if item["name"] in given else copy.deepcopy(item)
-                  for item in ours]  # fmt: skip
+        merged = [merge(item, given[item["name"]]) if item["name"] in given else item for item in ours]
         known = {item["name"] for item in ours}
-        merged.extend(copy.deepcopy(item) for item in theirs if item["name"] not in known)
+        merged.extend(plain_copy(item) for item in theirs if item["name"] not in known)
         return merged
-    return copy.deepcopy(theirs)
+    return plain_copy(theirs)
