@@ -334,3 +334,28 @@ def test_cli_render_refuses_an_invalid_function(tmp_path: Path, capsys: pytest.C
     err = capsys.readouterr().err
     assert "spec.serving.scaleOptions.minReplicas: expected at most maxReplicas (1), got 3" in err
     assert main(["render", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_what_is_not_supported_is_noted() -> None:
+    notes = render(load(CASES["openfunction-subscriber"])).notes
+    assert [(n.condition, n.reason) for n in notes] == [("Rendered", "BuildNotSupported")]
+    fn = parse_function(
+        {
+            "apiVersion": "funcd.dev/v1alpha1",
+            "kind": "Function",
+            "metadata": {"name": "unbuilt", "namespace": "default", "uid": UID},
+            "spec": {
+                "workloadRuntime": "WasmEdge",
+                "serving": {"triggers": {"http": {"engine": "knative"}}, "scaleOptions": {"knative": {}}},
+            },
+        }
+    )
+    rendered = render(fn)
+    assert kinds(list(rendered.objects)) == ["Service"]  # no image: nothing that runs
+    assert [(n.condition, n.reason) for n in rendered.notes] == [
+        ("Rendered", "NoImage"),
+        ("Rendered", "RuntimeNotSupported"),
+        ("Rendered", "HttpRouteNotSupported"),
+        ("ScalerReady", "HttpScalingNotSupported"),
+        ("ScalerReady", "NoScaler"),
+    ]

@@ -17,29 +17,16 @@ What a Function becomes (every name deterministic, ``<fn>`` or ``<fn>-<part>``):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from functions_framework.model import Function, Serving, function_context
 
 from .dapr import dapr_resources, dapr_secret, wired_context
 from .keda import scaler
+from .notes import Note, unsupported
 from .workload import pod_template, service, workload
 
 __all__ = ["Note", "Rendered", "render", "render_all"]
-
-NoteCondition = Literal["ScalerReady", "Rendered"]
-
-
-@dataclass(frozen=True)
-class Note:
-    """Something reconcile reports in a condition: what render could not do, and why."""
-
-    condition: NoteCondition
-    """The condition type it belongs to."""
-    reason: str
-    """A CamelCase reason, e.g. ``NoScaler``."""
-    message: str
-    """What happened, for people."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +48,7 @@ def render(fn: Function) -> Rendered:
     dapr_objects = dapr_resources(fn, wired) if wired.uses_dapr or serving.pubsub or serving.bindings else []
     template = pod_template(fn, wired, dapr_objects)
     scale = scaler(fn, ctx, template)
-    notes: list[Note] = []
+    notes = unsupported(fn)
     if scale.problems:
         reason = "NoScaler" if scale.obj is None else "InputsNotScaled"
         notes.append(Note("ScalerReady", reason, "; ".join(scale.problems)))
@@ -71,13 +58,14 @@ def render(fn: Function) -> Rendered:
     else:
         objects.extend(dapr_objects)
     is_job = serving.workload_type == "Job"
-    if not (is_job and scale.obj is not None):
+    runs = bool(fn.spec.image)  # without an image nothing can run: unsupported() says so
+    if runs and not (is_job and scale.obj is not None):
         minimum = serving.scale_options.min_replicas if serving.scale_options else None
         replicas = None if scale.obj is not None or is_job else max(minimum or 1, 1)
         objects.append(workload(fn, template, replicas))
     if wired.has_http:
         objects.append(service(fn, wired))
-    if scale.obj is not None:
+    if scale.obj is not None and runs:
         objects.append(scale.obj)
     return Rendered(tuple(objects), tuple(notes))
 
