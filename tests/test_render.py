@@ -359,3 +359,19 @@ def test_what_is_not_supported_is_noted() -> None:
         ("ScalerReady", "HttpScalingNotSupported"),
         ("ScalerReady", "NoScaler"),
     ]
+
+
+def test_no_app_channel_without_inputs() -> None:
+    """daprd given an app port waits for it to open; funcd opens none for a function without inputs."""
+    objects = render_all(load(CASES["sample-http-to-pubsub"]))
+    annotations = by_kind(objects, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["dapr.io/enabled"] == "true"
+    assert annotations["dapr.io/app-id"] == "http-to-pubsub-default"
+    assert not {"dapr.io/app-port", "dapr.io/app-protocol", "dapr.io/enable-app-health-check"} & set(
+        annotations
+    )
+    consumer = render_all(load(CASES["sample-pubsub-consumer"]))
+    annotations = by_kind(consumer, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["dapr.io/app-port"] == "50051"
+    assert annotations["dapr.io/app-protocol"] == "grpc"
+    assert annotations["dapr.io/app-health-check-path"] == "/readyz"

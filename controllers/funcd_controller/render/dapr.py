@@ -89,19 +89,21 @@ def tracing_on(ctx: FunctionContext) -> bool:
 
 
 def dapr_annotations(fn: Function, ctx: FunctionContext) -> dict[str, str]:
-    """The annotations that make Dapr's injector add and configure the sidecar."""
-    out = {
-        "dapr.io/enabled": "true",
-        "dapr.io/app-id": app_id(fn),
-        "dapr.io/app-port": str(app_port(ctx)),
-        "dapr.io/app-protocol": ctx.app_protocol,
-        "dapr.io/enable-metrics": "true",
-        "dapr.io/enable-app-health-check": "true",
-        "dapr.io/app-health-check-path": READY_PATH,
-        "dapr.io/app-health-probe-interval": HEALTH_PROBE_INTERVAL,
-        "dapr.io/app-health-threshold": HEALTH_THRESHOLD,
-        "dapr.io/sidecar-seccomp-profile-type": "RuntimeDefault",
-    }
+    """The annotations that make Dapr's injector add and configure the sidecar. The app channel
+    (port, protocol, health check) only when daprd calls the function: with no inputs funcd serves no
+    app callbacks, and a daprd waiting for an app port that never opens never gets ready."""
+    out = {"dapr.io/enabled": "true", "dapr.io/app-id": app_id(fn)}
+    if ctx.inputs:
+        out.update({
+            "dapr.io/app-port": str(app_port(ctx)),
+            "dapr.io/app-protocol": ctx.app_protocol,
+            "dapr.io/enable-app-health-check": "true",
+            "dapr.io/app-health-check-path": READY_PATH,
+            "dapr.io/app-health-probe-interval": HEALTH_PROBE_INTERVAL,
+            "dapr.io/app-health-threshold": HEALTH_THRESHOLD,
+        })  # fmt: skip
+    out["dapr.io/enable-metrics"] = "true"
+    out["dapr.io/sidecar-seccomp-profile-type"] = "RuntimeDefault"
     if tracing_on(ctx):
         out["dapr.io/config"] = fn.metadata.name
     return out
@@ -212,23 +214,26 @@ def dapr_secret(fn: Function, resources: list[dict[str, Any]]) -> dict[str, Any]
 
 
 def daprd_container(fn: Function, ctx: FunctionContext, security: dict[str, Any]) -> dict[str, Any]:
-    """daprd in standalone mode, calling the function over the pod's loopback."""
+    """daprd in standalone mode, calling the function (when it has inputs) over the pod's loopback."""
     args = [
         "--mode", "standalone",
         "--app-id", app_id(fn),
-        "--app-port", str(app_port(ctx)),
-        "--app-protocol", ctx.app_protocol,
-        "--app-channel-address", "127.0.0.1",
         "--dapr-http-port", str(DAPR_HTTP_PORT),
         "--dapr-grpc-port", str(DAPR_GRPC_PORT),
         "--metrics-port", str(DAPR_METRICS_PORT),
         "--resources-path", COMPONENTS_PATH,
-        "--enable-app-health-check",
-        "--app-health-check-path", READY_PATH,
-        "--app-health-probe-interval", HEALTH_PROBE_INTERVAL,
-        "--app-health-threshold", HEALTH_THRESHOLD,
         "--log-as-json",
     ]  # fmt: skip
+    if ctx.inputs:
+        args += [
+            "--app-port", str(app_port(ctx)),
+            "--app-protocol", ctx.app_protocol,
+            "--app-channel-address", "127.0.0.1",
+            "--enable-app-health-check",
+            "--app-health-check-path", READY_PATH,
+            "--app-health-probe-interval", HEALTH_PROBE_INTERVAL,
+            "--app-health-threshold", HEALTH_THRESHOLD,
+        ]  # fmt: skip
     if tracing_on(ctx):
         args += ["--config", f"{CONFIG_PATH}/config.yaml"]
     mounts = [
