@@ -152,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--resync", type=_seconds("resync"), default=300.0, help="seconds between full resyncs (default 300)"
     )
 
+    render = sub.add_parser("render", help="print the Kubernetes manifests of a Function resource (YAML)")
+    render.add_argument("file", help="a Function resource, e.g. function.yaml")
+
     new = sub.add_parser("new", help="scaffold a function with a test")
     new.add_argument("name", help="folder to create")
     new.add_argument("--template", choices=("http",), default="http", help="what to scaffold")
@@ -308,6 +311,35 @@ def cmd_controller(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return run(kubeconfig, args.workers, args.health_host, args.health_port, args.resync)
 
 
+def cmd_render(args: argparse.Namespace) -> int:
+    """Print what the controller would apply for a Function, as multi-document YAML (for GitOps)."""
+    import yaml
+
+    from .errors import ContextError
+    from .model import parse_function
+
+    path = Path(args.file)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{path}: expected a YAML Function resource, got a syntax error: {exc}") from None
+    from funcd_controller.render import render
+
+    try:
+        rendered = render(parse_function(data, str(path)))
+    except ContextError as exc:
+        print(f"funcd: error: {exc}", file=sys.stderr)
+        return 2
+    for note in rendered.notes:
+        print(f"funcd: note: {note.condition} {note.reason}: {note.message}", file=sys.stderr)
+    print(yaml.safe_dump_all(rendered.objects, sort_keys=False), end="")
+    return 0
+
+
 def cmd_new(args: argparse.Namespace) -> int:
     from .scaffold import scaffold
 
@@ -328,6 +360,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_controller(args, os.environ)
         if args.command == "new":
             return cmd_new(args)
+        if args.command == "render":
+            return cmd_render(args)
         if args.command == "publish":
             return cmd_publish(args, os.environ)
         parser.print_help()

@@ -104,7 +104,9 @@ class Manager:
 
     # ------------------------------------------------------------------ watches
 
-    def _watch(self, api_version: str, kind: str, key_of: Callable[[dict[str, Any]], str | None], **kw: Any) -> None:
+    def _watch(
+        self, api_version: str, kind: str, key_of: Callable[[dict[str, Any]], str | None], **kw: Any
+    ) -> None:
         backoff = 0.5
         while not self.stopping.is_set():
             try:
@@ -200,7 +202,7 @@ def serve_health(manager: Manager, host: str, port: int) -> http.server.Threadin
     """``/healthz`` (the process runs) and ``/readyz`` (the watches have listed once) on ``host:port``."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             if self.path == "/healthz":
                 status, body = 200, b"ok"
             elif self.path == "/readyz":

@@ -62,11 +62,15 @@ def merge_conditions(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> li
 
 def _triggers(fn: Function) -> str:
     serving = fn.spec.serving
+    if serving is None:
+        return ""
     parts = []
     if serving.triggers.http is not None:
         parts.append("http")
-    for trigger in (*serving.triggers.dapr, *(i.dapr for i in serving.triggers.inputs if i.dapr)):
-        parts.append(f"{trigger.type.split('.', 1)[0]}:{trigger.topic or trigger.name}")
+    refs: list[tuple[str, str, str]] = [(t.type, t.topic, t.name) for t in serving.triggers.dapr]
+    refs += [(i.dapr.type, i.dapr.topic, i.dapr.name) for i in serving.triggers.inputs if i.dapr]
+    for type_, topic, name in refs:
+        parts.append(f"{type_.split('.', 1)[0] or 'dapr'}:{topic or name}")
     return ",".join(parts)
 
 
@@ -142,7 +146,9 @@ class Reconciler:
         replicas = int(st.get("replicas") or st.get("active") or 0)
         return replicas, int(st.get("availableReplicas") or 0) > 0
 
-    def _write_status(self, obj: dict[str, Any], conditions: list[dict[str, Any]], extra: dict[str, Any]) -> None:
+    def _write_status(
+        self, obj: dict[str, Any], conditions: list[dict[str, Any]], extra: dict[str, Any]
+    ) -> None:
         old = obj.get("status") or {}
         generation = int(obj["metadata"].get("generation") or 0)
         merged = merge_conditions(old.get("conditions") or [], conditions)
@@ -151,7 +157,12 @@ class Reconciler:
         new["observedGeneration"] = generation
         if _same_status(old, new):
             return  # steady state: no write
-        body = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": obj["metadata"]["name"]}, "status": new}
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "metadata": {"name": obj["metadata"]["name"]},
+            "status": new,
+        }
         try:
             self.functions.status.patch(
                 body=body,
@@ -165,7 +176,10 @@ class Reconciler:
 
 def _same_status(old: dict[str, Any], new: dict[str, Any]) -> bool:
     def strip(conds: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        return [(c.get("type"), c.get("status"), c.get("reason"), c.get("message"), c.get("observedGeneration")) for c in conds]
+        return [
+            (c.get("type"), c.get("status"), c.get("reason"), c.get("message"), c.get("observedGeneration"))
+            for c in conds
+        ]
 
     for k, v in new.items():
         if k == "conditions":

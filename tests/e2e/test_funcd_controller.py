@@ -34,7 +34,9 @@ def _service_account_kubeconfig(kubectl: Kubectl, server: KubeAPIServer, workdir
     """A kubeconfig with a token of the controller's ServiceAccount (RBAC from manifests/)."""
     kubectl("apply", "-f", str(MANIFESTS / "controller" / "namespace.yaml"))
     kubectl("apply", "-f", str(MANIFESTS / "rbac"))
-    token = kubectl("create", "token", "funcd-controller", "-n", "funcd-system", "--duration=1h").stdout.strip()
+    token = kubectl(
+        "create", "token", "funcd-controller", "-n", "funcd-system", "--duration=1h"
+    ).stdout.strip()
     path = workdir / "controller-kubeconfig"
     path.write_text(
         json.dumps(
@@ -42,7 +44,12 @@ def _service_account_kubeconfig(kubectl: Kubectl, server: KubeAPIServer, workdir
                 "apiVersion": "v1",
                 "kind": "Config",
                 "current-context": "c",
-                "clusters": [{"name": "c", "cluster": {"server": server.url, "certificate-authority": str(server.ca_file)}}],
+                "clusters": [
+                    {
+                        "name": "c",
+                        "cluster": {"server": server.url, "certificate-authority": str(server.ca_file)},
+                    }
+                ],
                 "users": [{"name": "u", "user": {"token": token}}],
                 "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
             }
@@ -53,23 +60,39 @@ def _service_account_kubeconfig(kubectl: Kubectl, server: KubeAPIServer, workdir
 
 @pytest.fixture(scope="module")
 def controller(
-    funcd_crd: None, control_plane: Any, kube_apiserver: KubeAPIServer, kubectl: Kubectl, tmp_path_factory: Any
+    funcd_crd: None,
+    control_plane: Any,
+    kube_apiserver: KubeAPIServer,
+    kubectl: Kubectl,
+    tmp_path_factory: Any,
 ) -> Iterator[Proc]:
     workdir = tmp_path_factory.mktemp("controller")
     kubeconfig = _service_account_kubeconfig(kubectl, kube_apiserver, workdir)
     port = free_port()
     proc = start(
         "funcd-controller",
-        [*FUNCD, "controller", "--kubeconfig", str(kubeconfig), "--health-host", HOST, "--health-port", str(port),
-         "--resync", "30"],
+        [
+            *FUNCD,
+            "controller",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--health-host",
+            HOST,
+            "--health-port",
+            str(port),
+            "--resync",
+            "30",
+        ],
         workdir / "logs",
-    )  # fmt: skip
+    )
     wait_until(lambda: http_status(f"http://{HOST}:{port}/readyz") == 200, "controller /readyz", 60, [proc])
     yield proc
     proc.stop()
 
 
-def _function(name: str, image: str = "funcd/hello:1", params: dict[str, str] | None = None) -> dict[str, Any]:
+def _function(
+    name: str, image: str = "funcd/hello:1", params: dict[str, str] | None = None
+) -> dict[str, Any]:
     return {
         "apiVersion": "funcd.dev/v1alpha1",
         "kind": "Function",
@@ -106,7 +129,12 @@ def test_a_function_becomes_its_objects_is_updated_in_place_and_deleted_with_the
     assert fn is not None
     for child in (deployment, service):
         (owner,) = child["metadata"]["ownerReferences"]
-        assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == ("Function", name, fn["metadata"]["uid"], True)
+        assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
+            "Function",
+            name,
+            fn["metadata"]["uid"],
+            True,
+        )
     ready = wait_until(lambda: _ready(kubectl, name, ns), "the Ready condition", 30, [controller])
     assert (ready["status"], ready["reason"]) == ("False", "WorkloadUnavailable")  # no node: no pod runs
     table = kubectl("get", "fn", name, "-n", ns).stdout
@@ -146,5 +174,7 @@ def test_a_spec_the_model_refuses_gets_its_message_and_others_still_reconcile(
     ready = wait_until(lambda: _ready(kubectl, "bad", ns), "the bad Function's condition", 30, [controller])
     assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
     assert "spec.serving.triggers.dapr[0]" in ready["message"], ready["message"]
-    assert wait_until(lambda: _get(kubectl, "deployment", "good", ns), "the good Function's Deployment", 30, [controller])
+    assert wait_until(
+        lambda: _get(kubectl, "deployment", "good", ns), "the good Function's Deployment", 30, [controller]
+    )
     assert _get(kubectl, "deployment", "bad", ns) is None

@@ -1,0 +1,1 @@
+"""funcd's Kubernetes controller: render Functions into manifests (``render``)."""
