@@ -1,4 +1,4 @@
-"""The controller process: watches, a work queue with backoff, workers, health endpoints.
+"""The controller process: watches, a work queue with backoff, workers, health and metrics endpoints.
 
 Watches come from the ``kubernetes`` client (its dynamic client's ``watch``), restarted with backoff
 when the API server goes away. Functions are watched cluster-wide, and so are the Deployments and Jobs
@@ -85,6 +85,24 @@ class WorkQueue:
             self._cond.notify_all()
 
 
+class Metrics:
+    """The controller's Prometheus metrics, in a registry of their own."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        self.reconciles = Counter(
+            "funcd_controller_reconciles", "Reconciles, by result", ["result"], registry=self.registry
+        )
+        self.duration = Histogram(
+            "funcd_controller_reconcile_seconds", "Time one reconcile took", registry=self.registry
+        )
+        self.queue_depth = Gauge(
+            "funcd_controller_queue_depth", "Keys waiting in the work queue", registry=self.registry
+        )
+
+
 class Manager:
     """Runs the controller until ``stop()``."""
 
@@ -99,8 +117,8 @@ class Manager:
         self.stopping = threading.Event()
         self.watching = threading.Event()
         self._failures: dict[str, int] = {}
-        self.reconciles = 0
-        self.errors = 0
+        self.metrics = Metrics()
+        self.metrics.queue_depth.set_function(lambda: len(self.queue))
 
     # ------------------------------------------------------------------ watches
 
@@ -150,20 +168,22 @@ class Manager:
             if key is None:
                 return
             namespace, name = key.split("/", 1)
+            started = time.perf_counter()
             try:
                 result = self.reconciler.reconcile(namespace, name)
-                self.reconciles += 1
+                self.metrics.reconciles.labels("success").inc()
                 self._failures.pop(key, None)
                 if result.requeue_after:
                     self.queue.add(key, result.requeue_after)
             except (TemporaryError, ControllerError, Exception) as exc:
-                self.errors += 1
+                self.metrics.reconciles.labels("error").inc()
                 failures = self._failures.get(key, 0) + 1
                 self._failures[key] = failures
                 delay = min(0.5 * 2 ** (failures - 1), 60.0)
                 log.warning("reconcile %s failed (%s); again in %.1fs", key, exc, delay)
                 self.queue.add(key, delay)
             finally:
+                self.metrics.duration.observe(time.perf_counter() - started)
                 self.queue.done(key)
 
     def _resync(self) -> None:
@@ -199,7 +219,9 @@ class Manager:
 
 
 def serve_health(manager: Manager, host: str, port: int) -> http.server.ThreadingHTTPServer:
-    """``/healthz`` (the process runs) and ``/readyz`` (the watches have listed once) on ``host:port``."""
+    """``/healthz`` (the process runs), ``/readyz`` (the watches have listed once) and ``/metrics``
+    (Prometheus) on ``host:port``."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -208,10 +230,12 @@ def serve_health(manager: Manager, host: str, port: int) -> http.server.Threadin
             elif self.path == "/readyz":
                 ready = manager.watching.is_set()
                 status, body = (200, b"ready") if ready else (503, b"not watching yet")
+            elif self.path == "/metrics":
+                status, body = 200, generate_latest(manager.metrics.registry)
             else:
                 status, body = 404, b"not found"
             self.send_response(status)
-            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Type", CONTENT_TYPE_LATEST if self.path == "/metrics" else "text/plain")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)

@@ -27,7 +27,14 @@ MANIFESTS = ROOT / "manifests"
 @pytest.fixture(scope="module")
 def funcd_crd(kubectl: Kubectl) -> None:
     kubectl("apply", "-f", str(MANIFESTS / "crds"))
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/functions.funcd.dev")
+
+    def established() -> bool:
+        crd = kubectl.json("get", "crd", "functions.funcd.dev")
+        conditions = (crd.get("status") or {}).get("conditions") or []
+        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+    wait_until(established, "the Function CRD to be Established", 60)
+    wait_until(lambda: kubectl("get", "fn", "-A", check=False).returncode == 0, "discovery to list fn", 60)
 
 
 def _service_account_kubeconfig(kubectl: Kubectl, server: KubeAPIServer, workdir: Path) -> Path:
@@ -81,13 +88,26 @@ def controller(
             "--health-port",
             str(port),
             "--resync",
-            "30",
+            "2",
         ],
         workdir / "logs",
     )
     wait_until(lambda: http_status(f"http://{HOST}:{port}/readyz") == 200, "controller /readyz", 60, [proc])
+    proc.metrics_url = f"http://{HOST}:{port}/metrics"  # type: ignore[attr-defined]
     yield proc
     proc.stop()
+
+
+def _reconciles(controller: Proc) -> float:
+    """funcd_controller_reconciles_total{result="success"} from the controller's /metrics."""
+    import urllib.request
+
+    with urllib.request.urlopen(controller.metrics_url, timeout=5) as resp:  # type: ignore[attr-defined]
+        text = resp.read().decode()
+    for line in text.splitlines():
+        if line.startswith('funcd_controller_reconciles_total{result="success"}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def _function(
@@ -178,3 +198,23 @@ def test_a_spec_the_model_refuses_gets_its_message_and_others_still_reconcile(
         lambda: _get(kubectl, "deployment", "good", ns), "the good Function's Deployment", 30, [controller]
     )
     assert _get(kubectl, "deployment", "bad", ns) is None
+
+
+def test_steady_state_makes_no_writes(controller: Proc, kubectl: Kubectl, k8s_namespace: str) -> None:
+    ns, name = k8s_namespace, "steady"
+    kubectl.apply(_function(name), "-n", ns)
+    wait_until(lambda: _ready(kubectl, name, ns), "the Ready condition", 30, [controller])
+    wait_until(lambda: _get(kubectl, "service", name, ns), "the Service", 30, [controller])
+
+    def versions() -> dict[str, str]:
+        out = {}
+        for kind in ("fn", "deployment", "service"):
+            obj = _get(kubectl, kind, name, ns)
+            assert obj is not None
+            out[kind] = obj["metadata"]["resourceVersion"]
+        return out
+
+    before, count = versions(), _reconciles(controller)
+    # Resyncs every 2 s and requeues while the workload is unavailable: wait for several passes.
+    wait_until(lambda: _reconciles(controller) >= count + 6, "six more reconciles", 60, [controller])
+    assert versions() == before
