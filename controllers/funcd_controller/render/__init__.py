@@ -21,9 +21,10 @@ from typing import Any
 
 from functions_framework.model import Function, Serving, function_context
 
-from .dapr import dapr_resources, dapr_secret, wired_context
+from .dapr import dapr_resources, wired_context
 from .keda import scaler
 from .notes import Note, unsupported
+from .standalone import dapr_secret, secret_refs
 from .workload import pod_template, service, workload
 
 __all__ = ["Note", "Rendered", "render", "render_all"]
@@ -55,6 +56,12 @@ def render(fn: Function) -> Rendered:
     objects: list[dict[str, Any]] = []
     if container_mode:
         objects.append(dapr_secret(fn, dapr_objects))
+        if secret_refs(dapr_objects):
+            message = (
+                f"components {', '.join(secret_refs(dapr_objects))} read values from secrets (secretKeyRef), "
+                "which a daprd in dapr.mode container cannot resolve: it has no secret store"
+            )
+            notes.append(Note("Rendered", "SecretRefsUnresolved", message))
     else:
         objects.extend(dapr_objects)
     is_job = serving.workload_type == "Job"

@@ -8,15 +8,10 @@ from typing import Any
 
 from functions_framework.model import DEFAULT_HTTP_PORT, Function, FunctionContext, Serving, dump_context
 
-from .dapr import (
-    DAPR_GRPC_PORT,
-    DAPR_HTTP_PORT,
-    dapr_annotations,
-    daprd_container,
-    daprd_volumes,
-)
+from .dapr import DAPR_GRPC_PORT, DAPR_HTTP_PORT, dapr_annotations
 from .merge import merge
 from .meta import object_meta, selector_labels
+from .standalone import daprd_container, daprd_volumes
 
 __all__ = ["CONTAINER", "container_security", "pod_template", "service", "workload"]
 
