@@ -99,6 +99,10 @@ class Reconciler:
             return Result()
         try:
             return self._realise(obj, fn, generation, status)
+        except ContextError as exc:  # render found a reference that does not resolve
+            problems = "; ".join(exc.problems)
+            self._write_status(obj, [condition("Ready", False, "InvalidSpec", problems, generation)], {})
+            return Result()
         except PermanentError as exc:
             self._write_status(obj, [condition("Ready", False, exc.reason, str(exc), generation)], {})
             return Result()
@@ -122,8 +126,12 @@ class Reconciler:
                 generation,
             )
         ]
+        by_condition: dict[str, list[Any]] = {}
         for note in rendered.notes:
-            conditions.append(condition(note.condition, False, note.reason, note.message, generation))
+            by_condition.setdefault(note.condition, []).append(note)
+        for kind, notes in by_condition.items():
+            message = "; ".join(n.message for n in notes)
+            conditions.append(condition(kind, False, notes[0].reason, message, generation))
         service = next((a for a in applied if a.get("kind") == "Service"), None)
         address = ""
         if service is not None:
