@@ -55,6 +55,12 @@ def _replicas(kubectl: Kubectl, ns: str) -> int | None:
     return None if deployment is None else int(deployment["spec"].get("replicas", 1))
 
 
+def _status_replicas(kubectl: Kubectl, ns: str) -> int | None:
+    """What the controller reports (a pod exists, Pending with no node, once the Deployment has 1)."""
+    fn = _get(kubectl, "fn", NAME, ns) or {}
+    return (fn.get("status") or {}).get("replicas")
+
+
 def _keda_ready(kubectl: Kubectl, ns: str) -> bool:
     so = _get(kubectl, "scaledobject", NAME, ns) or {}
     conditions = (so.get("status") or {}).get("conditions") or []
@@ -87,6 +93,9 @@ def test_keda_scales_from_zero_on_stream_lag_and_back_after_cooldown(
     for i in range(3):
         redis_server.command("XADD", stream, "*", "n", str(i))
     wait_until(lambda: _replicas(kubectl, ns) == 1, "KEDA to scale to 1 on the stream's lag", 30, procs)
+    wait_until(
+        lambda: _status_replicas(kubectl, ns) == 1, "the Function's status.replicas to be 1", 30, procs
+    )
 
     entries = redis_server.command("XREADGROUP", "GROUP", group, "test", "STREAMS", stream, ">")
     ids = [entry[0] for entry in entries[0][1]]
@@ -97,4 +106,7 @@ def test_keda_scales_from_zero_on_stream_lag_and_back_after_cooldown(
         f"KEDA to scale back to 0 after the {COOLDOWN}s cooldown with no lag",
         COOLDOWN + 30,
         procs,
+    )
+    wait_until(
+        lambda: _status_replicas(kubectl, ns) == 0, "the Function's status.replicas to be 0", 30, procs
     )

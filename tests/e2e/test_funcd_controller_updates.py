@@ -81,6 +81,9 @@ def test_changes_patch_in_place_and_removals_prune(
     }
     so = _get(kubectl, "scaledobject", NAME, ns)
     assert so is not None and so["spec"]["minReplicaCount"] == 1
+    first_deployment = _get(kubectl, "deployment", NAME, ns)
+    assert first_deployment is not None
+    deployment_generation = first_deployment["metadata"]["generation"]
     assert so["spec"]["triggers"][0]["metadata"]["stream"] == "orders"
 
     # minReplicas, the input's topic and a param change: the same objects are patched.
@@ -99,6 +102,7 @@ def test_changes_patch_in_place_and_removals_prune(
     wait_until(patched, "the ScaledObject and Deployment to carry the new spec", 30, procs)
     deployment = _get(kubectl, "deployment", NAME, ns)
     assert deployment is not None
+    assert deployment["metadata"]["generation"] > deployment_generation  # patched: a new generation
     context = json.loads(_env(deployment)["FUNC_CONTEXT_V1BETA2"])
     assert "invoices" in json.dumps(context), context  # the runtime subscribes to the new topic
     for kind, uid in uids.items():
