@@ -155,6 +155,18 @@ def build_parser() -> argparse.ArgumentParser:
     render = sub.add_parser("render", help="print the Kubernetes manifests of a Function resource (YAML)")
     render.add_argument("file", help="a Function resource, e.g. function.yaml")
 
+    dep = sub.add_parser("deploy", help="apply a Function resource and wait until it is Ready")
+    dep.add_argument("file", help="a Function resource, e.g. function.yaml")
+    dep.add_argument(
+        "--kubeconfig", help="kubeconfig file (default: env KUBECONFIG, ~/.kube/config, in-cluster)"
+    )
+    dep.add_argument(
+        "--namespace", "-n", help="namespace (default: the file's, else the kubeconfig context's)"
+    )
+    dep.add_argument(
+        "--timeout", type=_seconds("timeout"), default=120.0, help="seconds to wait for Ready (default 120)"
+    )
+
     new = sub.add_parser("new", help="scaffold a function with a test")
     new.add_argument("name", help="folder to create")
     new.add_argument("--template", choices=("http",), default="http", help="what to scaffold")
@@ -340,6 +352,14 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_deploy(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """Server-side apply a Function, then print its conditions as they change until Ready or timeout."""
+    from funcd_controller.deploy import deploy
+
+    kubeconfig = args.kubeconfig or env.get("KUBECONFIG") or None
+    return deploy(args.file, kubeconfig, args.namespace, args.timeout)
+
+
 def cmd_new(args: argparse.Namespace) -> int:
     from .scaffold import scaffold
 
@@ -362,6 +382,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_new(args)
         if args.command == "render":
             return cmd_render(args)
+        if args.command == "deploy":
+            return cmd_deploy(args, os.environ)
         if args.command == "publish":
             return cmd_publish(args, os.environ)
         parser.print_help()

@@ -17,6 +17,7 @@ Fixtures (scope, what they give):
     jaeger          session   Jaeger: .otlp_http_url .otlp_grpc_endpoint .query_url .pid .log_path
     crds            session   {"dapr": Path, "keda": Path}: upstream CRD directories at the pinned versions
     testbin         session   the testbin/stack.py module (versions, binary paths)
+    funcd_crd, dapr_crds, controller   module   see stack_funcd_controller.py
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import pytest
 
 from tests.e2e.stack_control_plane import ControlPlane, start_control_plane
 from tests.e2e.stack_dapr import DaprdFactory
+from tests.e2e.stack_funcd_controller import controller, dapr_crds, funcd_crd  # noqa: F401 (fixtures)
 from tests.e2e.stack_jaeger import Jaeger, start_jaeger
 from tests.e2e.stack_kube import KedaOperator, KubeAPIServer, Kubectl, start_keda, start_kube_apiserver
 from tests.e2e.stack_redis import RedisServer, start_redis

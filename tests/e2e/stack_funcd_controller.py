@@ -1,0 +1,164 @@
+"""The funcd controller as the e2e tests run it, and helpers to read what it made.
+
+Fixtures (registered in conftest.py):
+
+    funcd_crd   module    the Function CRD applied and Established
+    dapr_crds   module    Dapr's CRDs (Component, ...) applied and Established
+    controller  module    `funcd controller` as the ServiceAccount of manifests/ (Proc, .metrics_url)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.e2e.stack_kube import KubeAPIServer, Kubectl
+from tests.e2e.stack_procs import HOST, Proc, free_port, http_status, start, wait_until
+from tests.support import FUNCD, ROOT
+
+MANIFESTS = ROOT / "manifests"
+
+
+@pytest.fixture(scope="module")
+def funcd_crd(kubectl: Kubectl) -> None:
+    kubectl("apply", "-f", str(MANIFESTS / "crds"))
+
+    def established() -> bool:
+        crd = kubectl.json("get", "crd", "functions.funcd.dev")
+        conditions = (crd.get("status") or {}).get("conditions") or []
+        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+    wait_until(established, "the Function CRD to be Established", 60)
+    wait_until(lambda: kubectl("get", "fn", "-A", check=False).returncode == 0, "discovery to list fn", 60)
+
+
+def _service_account_kubeconfig(kubectl: Kubectl, server: KubeAPIServer, workdir: Path) -> Path:
+    """A kubeconfig with a token of the controller's ServiceAccount (RBAC from manifests/)."""
+    kubectl("apply", "-f", str(MANIFESTS / "controller" / "namespace.yaml"))
+    kubectl("apply", "-f", str(MANIFESTS / "rbac"))
+    token = kubectl(
+        "create", "token", "funcd-controller", "-n", "funcd-system", "--duration=1h"
+    ).stdout.strip()
+    path = workdir / "controller-kubeconfig"
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "c",
+                "clusters": [
+                    {
+                        "name": "c",
+                        "cluster": {"server": server.url, "certificate-authority": str(server.ca_file)},
+                    }
+                ],
+                "users": [{"name": "u", "user": {"token": token}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+            }
+        )
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def controller(
+    funcd_crd: None,
+    control_plane: Any,
+    kube_apiserver: KubeAPIServer,
+    kubectl: Kubectl,
+    tmp_path_factory: Any,
+) -> Iterator[Proc]:
+    workdir = tmp_path_factory.mktemp("controller")
+    kubeconfig = _service_account_kubeconfig(kubectl, kube_apiserver, workdir)
+    port = free_port()
+    proc = start(
+        "funcd-controller",
+        [
+            *FUNCD,
+            "controller",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--health-host",
+            HOST,
+            "--health-port",
+            str(port),
+            "--resync",
+            "2",
+        ],
+        workdir / "logs",
+    )
+    wait_until(lambda: http_status(f"http://{HOST}:{port}/readyz") == 200, "controller /readyz", 60, [proc])
+    proc.metrics_url = f"http://{HOST}:{port}/metrics"  # type: ignore[attr-defined]
+    yield proc
+    proc.stop()
+
+
+def _reconciles(controller: Proc) -> float:
+    """funcd_controller_reconciles_total{result="success"} from the controller's /metrics."""
+    import urllib.request
+
+    with urllib.request.urlopen(controller.metrics_url, timeout=5) as resp:  # type: ignore[attr-defined]
+        text = resp.read().decode()
+    for line in text.splitlines():
+        if line.startswith('funcd_controller_reconciles_total{result="success"}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def _function(
+    name: str, image: str = "funcd/hello:1", params: dict[str, str] | None = None
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "funcd.dev/v1alpha1",
+        "kind": "Function",
+        "metadata": {"name": name},
+        "spec": {
+            "version": "v1",
+            "image": image,
+            "serving": {"triggers": {"http": {"port": 8080}}, "params": params or {}},
+        },
+    }
+
+
+def _get(kubectl: Kubectl, kind: str, name: str, ns: str) -> dict[str, Any] | None:
+    proc = kubectl("get", kind, name, "-n", ns, "-o", "json", check=False)
+    return json.loads(proc.stdout) if proc.returncode == 0 else None
+
+
+def _ready(kubectl: Kubectl, name: str, ns: str) -> dict[str, Any] | None:
+    fn = _get(kubectl, "fn", name, ns) or {}
+    status = fn.get("status") or {}
+    if status.get("observedGeneration") != fn.get("metadata", {}).get("generation"):
+        return None
+    return next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), None)
+
+
+def crds_established(kubectl: Kubectl, names: list[str], timeout: float = 60) -> None:
+    """Bounded wait until every named CRD is Established."""
+
+    def established() -> bool:
+        for name in names:
+            crd = kubectl.json("get", "crd", name)
+            conditions = (crd.get("status") or {}).get("conditions") or []
+            if not any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+                return False
+        return True
+
+    wait_until(established, f"CRDs {', '.join(names)} to be Established", timeout)
+
+
+@pytest.fixture(scope="module")
+def dapr_crds(kubectl: Kubectl, crds: dict[str, Path]) -> None:
+    kubectl.apply(crds["dapr"], server_side=True)
+    names = [yaml.safe_load(p.read_text())["metadata"]["name"] for p in sorted(crds["dapr"].glob("*.yaml"))]
+    crds_established(kubectl, names)
+    wait_until(
+        lambda: kubectl("get", "components.dapr.io", "-A", check=False).returncode == 0,
+        "discovery to list Dapr Components",
+        60,
+    )
