@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--ctl-rounds", type=int, default=2, help="controller/peer rounds, taking turns (2)")
     g.add_argument("--ctl-memory-functions", type=int, default=1000, help="Functions for the RSS figure")
     g.add_argument("--ctl-render-rounds", type=int, default=5, help="render rounds of 1 s each (5)")
+    g.add_argument(
+        "--ctl-workers", type=int, default=0, help="funcd controller --workers (default: its own default)"
+    )
     g.add_argument("--ctl-timeout", type=float, default=300.0, help="seconds to wait for reconciled")
 
 
@@ -345,12 +348,16 @@ def bench_cluster(args: argparse.Namespace) -> dict[str, Any]:
             "--health-port",
             str(port),
         ]
+        if args.ctl_workers:
+            argv += ["--workers", str(args.ctl_workers)]
         proc = start("funcd-controller", argv, workdir / "logs")
         wait_until(
             lambda: http_status(f"http://{HOST}:{port}/readyz") == 200, "controller /readyz", 60, [proc]
         )
         metrics = f"http://{HOST}:{port}/metrics"
-        out["controller_command"] = "funcd controller --kubeconfig SA_KUBECONFIG --health-port PORT"
+        out["controller_command"] = "funcd controller --kubeconfig SA_KUBECONFIG --health-port PORT" + (
+            f" --workers {args.ctl_workers}" if args.ctl_workers else ""
+        )
         out["controller_idle"] = _memory(proc.pid)
         # Warm-up, not measured: the controller's and kubectl's API discovery, first connections.
         common.log("controller: warm-up (1 Function each way)")
@@ -375,6 +382,8 @@ def bench_cluster(args: argparse.Namespace) -> dict[str, Any]:
             )
         out["rounds"] = rounds
         m = args.ctl_memory_functions
+        if m <= 0:
+            return out
         common.log(f"controller: {m} Functions for the memory figure")
         mem = _measured(
             proc, metrics, lambda: controller_round(kubectl, api, "memory", m, args.ctl_timeout * 3)
@@ -408,7 +417,14 @@ def markdown(result: dict[str, Any]) -> str:
     ctl = [x["controller"]["reconciled_s"] for x in rounds]
     peer = [x["peer"]["apply_s"] for x in rounds]
     ratio = statistics.median(ctl) / statistics.median(peer)
-    mem = c["memory"]
+    # --ctl-memory-functions 0 skips the memory round (quick checks): dashes in its rows.
+    mem = c.get("memory") or {
+        k: "-"
+        for k in (
+            *("peak_rss_mib", "rss_mib", "kubectl_apply_s", "reconciled_s", "controller_cpu_s"),
+            *("reconciles", "reconcile_errors", "mean_reconcile_ms", "objects"),
+        )
+    } | {"functions": 0, "namespace": "memory"}
     n = rounds[0]["controller"]["functions"]
     lines = [
         f"Measured {m['date_utc']} with `.venv/bin/python {result['command']}` "
