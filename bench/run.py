@@ -18,7 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 
 # name → module: one benchmark each.
-BENCHMARKS = {"http": "http_bench", "dapr": "dapr_bench"}
+BENCHMARKS = {"http": "http_bench", "dapr": "dapr_bench", "controller": "controller_bench"}
+# The benchmarks that load servers with wrk.
+NEEDS_WRK = {"http", "dapr"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     for mod in modules.values():
         mod.add_arguments(parser)
     args = parser.parse_args(argv)
-    if not shutil.which("wrk"):
+    if NEEDS_WRK & set(args.only or modules) and not shutil.which("wrk"):
         print("bench: wrk is not installed (Debian: apt-get install -y wrk)", file=sys.stderr)
         return 2
     for name in args.only or list(modules):

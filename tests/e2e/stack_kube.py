@@ -142,7 +142,14 @@ class KubeAPIServer:
         self.group.stop()
 
 
-def start_kube_apiserver(etcd_bin: Path, apiserver_bin: Path, version: str, workdir: Path) -> KubeAPIServer:
+def start_kube_apiserver(
+    etcd_bin: Path,
+    apiserver_bin: Path,
+    version: str,
+    workdir: Path,
+    service_cidr: str = "10.96.0.0/24",
+) -> KubeAPIServer:
+    """etcd + kube-apiserver; ``service_cidr`` bounds how many ClusterIP Services can exist (a /24: 254)."""
     pki = workdir / "pki"
     make_pki(pki)
     group = ProcGroup()
@@ -205,7 +212,7 @@ def start_kube_apiserver(etcd_bin: Path, apiserver_bin: Path, version: str, work
                     f"--service-account-key-file={pki / 'sa.pub'}",
                     f"--service-account-signing-key-file={pki / 'sa.key'}",
                     "--api-audiences=https://kubernetes.default.svc.cluster.local",
-                    "--service-cluster-ip-range=10.96.0.0/24",
+                    f"--service-cluster-ip-range={service_cidr}",
                     "--profiling=false",
                     # The default reconciler would publish 127.0.0.1 as the kubernetes Service endpoint,
                     # which the API rejects (loopback); nothing in the tests uses that Service.
