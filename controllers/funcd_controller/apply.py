@@ -16,6 +16,7 @@ INSTANCE = "app.kubernetes.io/instance"
 
 OWNED_KINDS: tuple[tuple[str, str], ...] = (
     ("apps/v1", "Deployment"),
+    ("apps/v1", "StatefulSet"),
     ("batch/v1", "Job"),
     ("v1", "Service"),
     ("v1", "Secret"),
@@ -23,6 +24,7 @@ OWNED_KINDS: tuple[tuple[str, str], ...] = (
     ("keda.sh/v1alpha1", "ScaledJob"),
     ("dapr.io/v1alpha1", "Component"),
     ("dapr.io/v1alpha1", "Resiliency"),
+    ("dapr.io/v1alpha1", "Configuration"),
 )
 """Every kind render may emit; prune looks for our leftovers among them."""
 
@@ -63,12 +65,20 @@ class Applier:
             raise classify(exc, f"apply {kind} {namespace}/{name}") from exc
         return result.to_dict() if hasattr(result, "to_dict") else dict(result)
 
-    def prune(self, namespace: str, instance: str, keep: Iterable[tuple[str, str, str]]) -> list[str]:
-        """Delete objects labelled as ours for ``instance`` that are not in ``keep``; returns what went."""
+    def prune(
+        self,
+        namespace: str,
+        instance: str,
+        keep: Iterable[tuple[str, str, str]],
+        kinds: Iterable[tuple[str, str]] = OWNED_KINDS,
+    ) -> list[str]:
+        """Delete objects labelled as ours for ``instance`` that are not in ``keep``; returns what went.
+
+        ``kinds`` limits the search (e.g. to the kinds the Function's status says were applied)."""
         kept = set(keep)
         gone = []
         selector = f"{MANAGED_BY}=funcd,{INSTANCE}={instance}"
-        for api_version, kind in OWNED_KINDS:
+        for api_version, kind in kinds:
             resource = self._resource(api_version, kind)
             if resource is None:
                 continue  # that API (KEDA, Dapr) is not installed: nothing of ours can be there

@@ -1,8 +1,9 @@
 """The controller process: watches, a work queue with backoff, workers, health and metrics endpoints.
 
 Watches come from the ``kubernetes`` client (its dynamic client's ``watch``), restarted with backoff
-when the API server goes away. Functions are watched cluster-wide, and so are the Deployments and Jobs
-labelled as ours, so that a change to a child (e.g. its available replicas) reconciles its Function.
+when the API server goes away. Functions are watched cluster-wide, and so are the Deployments,
+StatefulSets and Jobs labelled as ours, so that a change to a child (e.g. its available replicas)
+reconciles its Function.
 Each key (``namespace/name``) is in the queue at most once; a worker that fails with ``TemporaryError``
 requeues it with exponential backoff (0.5 s doubling to 60 s); a periodic resync requeues everything.
 """
@@ -22,6 +23,9 @@ from .errors import ControllerError, TemporaryError
 from .reconcile import API_VERSION, KIND, Reconciler
 
 log = logging.getLogger("funcd_controller")
+
+WATCHED_CHILDREN = (("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"), ("batch/v1", "Job"))
+"""Children whose changes (e.g. available replicas) bring their Function back to reconcile."""
 
 
 class WorkQueue:
@@ -200,11 +204,14 @@ class Manager:
         selector = f"{MANAGED_BY}=funcd"
         threads = [
             threading.Thread(target=self._watch, args=(API_VERSION, KIND, self._function_key), daemon=True),
-            threading.Thread(
-                target=self._watch,
-                args=("apps/v1", "Deployment", self._owner_key),
-                kwargs={"label_selector": selector},
-                daemon=True,
+            *(
+                threading.Thread(
+                    target=self._watch,
+                    args=(api_version, kind, self._owner_key),
+                    kwargs={"label_selector": selector},
+                    daemon=True,
+                )
+                for api_version, kind in WATCHED_CHILDREN
             ),
             threading.Thread(target=self._resync, daemon=True),
             *(threading.Thread(target=self._work, daemon=True) for _ in range(self.workers)),

@@ -17,7 +17,7 @@ from typing import Any
 from functions_framework.errors import ContextError
 from functions_framework.model import Function, parse_function
 
-from .apply import INSTANCE, Applier, key
+from .apply import INSTANCE, OWNED_KINDS, Applier, key
 from .errors import PermanentError, classify
 from .render import render
 
@@ -58,6 +58,18 @@ def merge_conditions(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> li
         same = prev is not None and prev.get("status") == cond["status"]
         out.append({**cond, "lastTransitionTime": prev["lastTransitionTime"] if same else _now()})  # type: ignore[index]
     return out
+
+
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
+
+
+def _prune_kinds(status: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The kinds that can hold leftovers: those the status says were applied, else every kind we own."""
+    listed = status.get("objects")
+    if not isinstance(listed, list):
+        return OWNED_KINDS
+    kinds = {(o.get("apiVersion"), o.get("kind")) for o in listed if isinstance(o, dict)}
+    return tuple(k for k in OWNED_KINDS if k in kinds)
 
 
 def _triggers(fn: Function) -> str:
@@ -111,8 +123,10 @@ class Reconciler:
         namespace = obj["metadata"]["namespace"]
         rendered = render(fn)
         applied = [self.applier.apply(o) for o in rendered.objects]
-        self.applier.prune(namespace, obj["metadata"]["name"], (key(o) for o in rendered.objects))
-        workload = next((a for a in applied if a.get("kind") in ("Deployment", "Job")), None)
+        self.applier.prune(
+            namespace, obj["metadata"]["name"], (key(o) for o in rendered.objects), _prune_kinds(status)
+        )
+        workload = next((a for a in applied if a.get("kind") in WORKLOAD_KINDS), None)
         replicas, available = self._workload_state(workload)
         ready = available or (workload is not None and workload.get("kind") == "Job")
         conditions = [
@@ -144,7 +158,8 @@ class Reconciler:
             "objects": [{"apiVersion": a, "kind": k, "name": n} for a, k, n in map(key, rendered.objects)],
         }
         self._write_status(obj, conditions, extra)
-        return Result(requeue_after=None if ready else 5.0)
+        # No polling: the watch on our Deployments brings the Function back when availability changes.
+        return Result()
 
     @staticmethod
     def _workload_state(workload: dict[str, Any] | None) -> tuple[int, bool]:
@@ -152,7 +167,8 @@ class Reconciler:
             return 0, False
         st = workload.get("status") or {}
         replicas = int(st.get("replicas") or st.get("active") or 0)
-        return replicas, int(st.get("availableReplicas") or 0) > 0
+        available = st.get("availableReplicas", st.get("readyReplicas"))
+        return replicas, int(available or 0) > 0
 
     def _write_status(
         self, obj: dict[str, Any], conditions: list[dict[str, Any]], extra: dict[str, Any]
