@@ -5,6 +5,9 @@ when the API server goes away. Functions are watched cluster-wide, and so are th
 labelled as ours, so that a change to a child (e.g. its available replicas) reconciles its Function.
 Each key (``namespace/name``) is in the queue at most once; a worker that fails with ``TemporaryError``
 requeues it with exponential backoff (0.5 s doubling to 60 s); a periodic resync requeues everything.
+With leader election (``--leader-elect``) the process stands for the ``funcd-controller`` Lease and
+starts its watches and workers only once it holds it; it exits when it loses it, so that a restarted
+process stands again with a fresh cache.
 """
 
 from __future__ import annotations
@@ -18,10 +21,17 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .apply import INSTANCE, MANAGED_BY
-from .errors import ControllerError, TemporaryError
+from .errors import ControllerError, PermanentError, TemporaryError
 from .reconcile import API_VERSION, KIND, Reconciler
 
 log = logging.getLogger("funcd_controller")
+
+LEASE_NAME = "funcd-controller"
+
+
+def backoff(failures: int) -> float:
+    """Seconds before retrying a key that failed ``failures`` times in a row: 0.5 doubling to 60."""
+    return float(min(0.5 * 2 ** max(failures - 1, 0), 60.0))
 
 
 class WorkQueue:
@@ -55,7 +65,9 @@ class WorkQueue:
                 now = time.monotonic()
                 while self._delayed and self._delayed[0][0] <= now:
                     _, key = heapq.heappop(self._delayed)
-                    if key not in self._queued and key not in self._busy:
+                    if key in self._busy:  # due while a worker has it: once more after that worker
+                        self._dirty.add(key)
+                    elif key not in self._queued:
                         self._queued.add(key)
                         self._ready.append(key)
                 if self._ready:
@@ -106,15 +118,14 @@ class Metrics:
 class Manager:
     """Runs the controller until ``stop()``."""
 
-    def __init__(self, api_client: Any, workers: int = 2, resync: float = 300.0) -> None:
-        from kubernetes.dynamic import DynamicClient
-
-        self.dynamic = DynamicClient(api_client)
-        self.reconciler = Reconciler(self.dynamic)
+    def __init__(self, dynamic: Any, workers: int = 2, resync: float = 300.0, reconciler: Any = None) -> None:
+        self.dynamic = dynamic
+        self.reconciler = reconciler if reconciler is not None else Reconciler(dynamic)
         self.queue = WorkQueue()
         self.workers = workers
         self.resync = resync
         self.stopping = threading.Event()
+        self.started = threading.Event()
         self.watching = threading.Event()
         self._failures: dict[str, int] = {}
         self.metrics = Metrics()
@@ -175,11 +186,15 @@ class Manager:
                 self._failures.pop(key, None)
                 if result.requeue_after:
                     self.queue.add(key, result.requeue_after)
+            except PermanentError as exc:  # retrying cannot help; the next change of the key requeues it
+                self.metrics.reconciles.labels("error").inc()
+                self._failures.pop(key, None)
+                log.warning("reconcile %s failed permanently: %s", key, exc)
             except (TemporaryError, ControllerError, Exception) as exc:
                 self.metrics.reconciles.labels("error").inc()
                 failures = self._failures.get(key, 0) + 1
                 self._failures[key] = failures
-                delay = min(0.5 * 2 ** (failures - 1), 60.0)
+                delay = backoff(failures)
                 log.warning("reconcile %s failed (%s); again in %.1fs", key, exc, delay)
                 self.queue.add(key, delay)
             finally:
@@ -197,6 +212,7 @@ class Manager:
     # ------------------------------------------------------------------ run
 
     def start(self) -> None:
+        self.started.set()
         selector = f"{MANAGED_BY}=funcd"
         threads = [
             threading.Thread(target=self._watch, args=(API_VERSION, KIND, self._function_key), daemon=True),
@@ -218,20 +234,29 @@ class Manager:
         self.queue.close()
 
 
-def serve_health(manager: Manager, host: str, port: int) -> http.server.ThreadingHTTPServer:
-    """``/healthz`` (the process runs), ``/readyz`` (the watches have listed once) and ``/metrics``
-    (Prometheus) on ``host:port``."""
+def serve_health(
+    current: Callable[[], Manager | None], host: str, port: int
+) -> http.server.ThreadingHTTPServer:
+    """``/healthz`` (the process runs), ``/readyz`` (this replica leads and its watches have listed
+    once) and ``/metrics`` (Prometheus) on ``host:port``, for the Manager ``current()`` returns."""
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            manager = current()
             if self.path == "/healthz":
                 status, body = 200, b"ok"
             elif self.path == "/readyz":
-                ready = manager.watching.is_set()
-                status, body = (200, b"ready") if ready else (503, b"not watching yet")
+                if manager is None:
+                    status, body = 503, b"not connected: the API server or the Function CRD is not served yet"
+                elif manager.watching.is_set():
+                    status, body = 200, b"ready"
+                elif manager.started.is_set():
+                    status, body = 503, b"not watching yet"
+                else:
+                    status, body = 503, b"standby: another replica holds the Lease"
             elif self.path == "/metrics":
-                status, body = 200, generate_latest(manager.metrics.registry)
+                status, body = 200, generate_latest(manager.metrics.registry) if manager else b""
             else:
                 status, body = 404, b"not found"
             self.send_response(status)
@@ -248,8 +273,55 @@ def serve_health(manager: Manager, host: str, port: int) -> http.server.Threadin
     return server
 
 
-def run(kubeconfig: str | None, workers: int, host: str, health_port: int, resync: float) -> int:
-    """``funcd controller``: run until SIGTERM/SIGINT."""
+def _connect(api_client: Any, workers: int, resync: float, done: threading.Event) -> Manager | None:
+    """A Manager once discovery works and the Function CRD is served (retried with backoff, so that
+    the controller may start before the API server or the CRD); None if ``done`` is set first."""
+    from kubernetes.dynamic import DynamicClient
+
+    delay = 0.5
+    while not done.is_set():
+        try:
+            return Manager(DynamicClient(api_client), workers=workers, resync=resync)
+        except Exception as exc:
+            log.warning("cannot discover the API (%s); again in %.1fs", exc, delay)
+            done.wait(delay)
+            delay = min(delay * 2, 30.0)
+    return None
+
+
+def _elect(
+    api_client: Any,
+    namespace: str,
+    identity: str,
+    timing: tuple[float, float, float],
+    lead: Callable[[], None],
+) -> threading.Event:
+    """Stand for the Lease in a thread; ``lead`` runs once it is held. Returns an event set when the
+    Lease is lost (renewal failed for the renew deadline)."""
+    from kubernetes.leaderelection import electionconfig, leaderelection
+
+    from .lease import LeaseLock
+
+    lost = threading.Event()
+    lease_duration, renew_deadline, retry_period = timing
+    lock = LeaseLock(LEASE_NAME, namespace, identity, api_client)
+    cfg = electionconfig.Config(lock, lease_duration, renew_deadline, retry_period, lead, lost.set)
+    elector = leaderelection.LeaderElection(cfg)
+    threading.Thread(target=elector.run, name="leader-election", daemon=True).start()
+    log.info("standing for Lease %s/%s as %s", namespace, LEASE_NAME, identity)
+    return lost
+
+
+def run(
+    kubeconfig: str | None,
+    workers: int,
+    host: str,
+    health_port: int,
+    resync: float,
+    election: tuple[str, str, tuple[float, float, float]] | None = None,
+) -> int:
+    """``funcd controller``: run until SIGTERM/SIGINT. ``election`` is ``(namespace, identity,
+    (lease duration, renew deadline, retry period))`` to run only while holding the Lease."""
     import signal
 
     from kubernetes import client, config
@@ -259,14 +331,33 @@ def run(kubeconfig: str | None, workers: int, host: str, health_port: int, resyn
     else:
         config.load_incluster_config()
         api_client = client.ApiClient()
-    manager = Manager(api_client, workers=workers, resync=resync)
-    health = serve_health(manager, host, health_port)
-    log.info("health on http://%s:%d/healthz and /readyz", host, health.server_address[1])
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
-    manager.start()
+    holder: list[Manager] = []
+    health = serve_health(lambda: holder[0] if holder else None, host, health_port)
+    log.info("health on http://%s:%d/healthz and /readyz", host, health.server_address[1])
+    manager = _connect(api_client, workers, resync, done)
+    if manager is None:
+        health.shutdown()
+        return 0
+    holder.append(manager)
+    lost = threading.Event()
+    if election is None:
+        manager.start()
+    else:
+        namespace, identity, timing = election
+        lost = _elect(api_client, namespace, identity, timing, manager.start)
+
+        def stop_when_lost() -> None:
+            lost.wait()
+            done.set()
+
+        threading.Thread(target=stop_when_lost, daemon=True).start()
     done.wait()
     manager.stop()
     health.shutdown()
+    if lost.is_set():
+        log.error("lost the Lease %s; exiting so that a new process stands for election", LEASE_NAME)
+        return 1
     return 0
