@@ -91,7 +91,7 @@ class LeaseLock:
             "metadata": metadata,
             "spec": {
                 "holderIdentity": record.holder_identity,
-                "leaseDurationSeconds": int(record.lease_duration),
+                "leaseDurationSeconds": round(float(record.lease_duration)),
                 "acquireTime": _to_micro(record.acquire_time),
                 "renewTime": _to_micro(record.renew_time),
             },

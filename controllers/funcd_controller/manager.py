@@ -305,7 +305,14 @@ def _elect(
     lost = threading.Event()
     lease_duration, renew_deadline, retry_period = timing
     lock = LeaseLock(LEASE_NAME, namespace, identity, api_client)
-    cfg = electionconfig.Config(lock, lease_duration, renew_deadline, retry_period, lead, lost.set)
+
+    def leading() -> None:
+        log.info("%s holds Lease %s/%s: starting watches and workers", identity, namespace, LEASE_NAME)
+        lead()
+
+    # The elector logs every attempt at info level (once per retry period while standing by).
+    logging.getLogger("leaderelection").setLevel(logging.WARNING)
+    cfg = electionconfig.Config(lock, lease_duration, renew_deadline, retry_period, leading, lost.set)
     elector = leaderelection.LeaderElection(cfg)
     threading.Thread(target=elector.run, name="leader-election", daemon=True).start()
     log.info("standing for Lease %s/%s as %s", namespace, LEASE_NAME, identity)

@@ -100,7 +100,7 @@ def test_one_of_two_controllers_leads_and_the_other_takes_over_when_it_is_killed
         (standby_name,) = set(procs) - {leader_name}
         standby = procs[standby_name]
         assert holder(kubectl) == leader_name
-        status, body = readyz(standby)
+        status, body = wait_until(lambda: readyz(standby)[0] and readyz(standby), "the standby's /readyz", 30)
         assert (status, "standby" in body) == (503, True), (status, body)
 
         ns = k8s_namespace
@@ -122,7 +122,7 @@ def test_one_of_two_controllers_leads_and_the_other_takes_over_when_it_is_killed
             30,
             [standby],
         )
-        assert reconciles(standby) > 0
+        wait_until(lambda: reconciles(standby) > 0, "a reconcile on the new leader's /metrics", 30, [standby])
     finally:
         for proc in procs.values():
             proc.stop()
