@@ -117,3 +117,46 @@ def test_a_permanent_failure_is_not_retried_until_the_key_changes() -> None:
         assert flaky.settled.wait(5)
     finally:
         manager.stop()
+
+
+def test_leader_election_timing_is_checked_before_anything_starts(capsys: pytest.CaptureFixture[str]) -> None:
+    from functions_framework.cli import main
+
+    argv = ["controller", "--leader-elect", "--lease-duration", "3", "--renew-deadline", "4"]
+    assert main([*argv, "--kubeconfig", "/nonexistent"]) == 2
+    err = capsys.readouterr().err
+    assert "expected --lease-duration > --renew-deadline > 1.2 x --retry-period >= 1 s, got 3 / 4 / 2" in err
+
+
+class Discoverer:
+    """The part of a DynamicClient that Discovery uses: serves ``served`` kinds, counts lookups."""
+
+    def __init__(self, served: set[tuple[str, str]]) -> None:
+        self.served = served
+        self.lookups = 0
+        self.resources = self
+
+    def get(self, *, api_version: str, kind: str) -> object:
+        from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+        self.lookups += 1
+        if (api_version, kind) not in self.served:
+            raise ResourceNotFoundError(kind)
+        return (api_version, kind)
+
+
+def test_discovery_remembers_served_kinds_and_looks_again_for_missing_ones_after_a_while() -> None:
+    from funcd_controller.discovery import Discovery
+    from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+    now = [0.0]
+    inner = Discoverer({("apps/v1", "Deployment")})
+    discovery = Discovery(inner, missing_ttl=30, clock=lambda: now[0])
+    for _ in range(3):
+        assert discovery.resources.get(api_version="apps/v1", kind="Deployment") == ("apps/v1", "Deployment")
+        with pytest.raises(ResourceNotFoundError):
+            discovery.resources.get(api_version="keda.sh/v1alpha1", kind="ScaledObject")
+    assert inner.lookups == 2  # one each: a miss does not re-run discovery on every reconcile
+    inner.served.add(("keda.sh/v1alpha1", "ScaledObject"))  # KEDA installed
+    now[0] = 31.0
+    assert discovery.resources.get(api_version="keda.sh/v1alpha1", kind="ScaledObject")

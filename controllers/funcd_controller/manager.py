@@ -136,27 +136,34 @@ class Manager:
     def _watch(
         self, api_version: str, kind: str, key_of: Callable[[dict[str, Any]], str | None], **kw: Any
     ) -> None:
-        backoff = 0.5
+        pause = 0.5
+        version: str | None = None  # None: list (again) before watching
         while not self.stopping.is_set():
             try:
                 resource = self.dynamic.resources.get(api_version=api_version, kind=kind)
-                listed = resource.get(**kw)
-                for item in listed.items:
-                    self._enqueue(key_of(item.to_dict()))
-                self.watching.set()
-                version = listed.metadata.resourceVersion
+                if version is None:
+                    listed = resource.get(**kw)
+                    for item in listed.items:
+                        self._enqueue(key_of(item.to_dict()))
+                    self.watching.set()
+                    version = listed.metadata.resourceVersion
                 for event in self._stream(resource, version, kw):
-                    self._enqueue(key_of(event["raw_object"]))
-                backoff = 0.5
-            except Exception as exc:  # the API server went away or the watch expired: list again
+                    obj = event["raw_object"]
+                    version = (obj.get("metadata") or {}).get("resourceVersion") or version
+                    if event["type"] != "BOOKMARK":  # a bookmark only moves the version on
+                        self._enqueue(key_of(obj))
+                pause = 0.5  # the server closed the watch after its timeout: resume from `version`
+            except Exception as exc:  # the API server went away, or 410 Gone: events may be lost, list
+                version = None
                 if self.stopping.is_set():
                     return
-                log.warning("watch of %s ended (%s); listing again in %.1fs", kind, exc, backoff)
-                self.stopping.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
+                what = f"{type(exc).__name__}: {exc}"
+                log.warning("watch of %s ended (%s); listing again in %.1fs", kind, what, pause)
+                self.stopping.wait(pause)
+                pause = min(pause * 2, 30.0)
 
     def _stream(self, resource: Any, version: str, kw: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        yield from resource.watch(resource_version=version, timeout=60, **kw)
+        yield from resource.watch(resource_version=version, timeout=60, allow_watch_bookmarks=True, **kw)
 
     def _enqueue(self, key: str | None) -> None:
         if key:
@@ -195,7 +202,8 @@ class Manager:
                 failures = self._failures.get(key, 0) + 1
                 self._failures[key] = failures
                 delay = backoff(failures)
-                log.warning("reconcile %s failed (%s); again in %.1fs", key, exc, delay)
+                what = f"{type(exc).__name__}: {exc}"
+                log.warning("reconcile %s failed (%s); again in %.1fs", key, what, delay)
                 self.queue.add(key, delay)
             finally:
                 self.metrics.duration.observe(time.perf_counter() - started)
@@ -278,10 +286,12 @@ def _connect(api_client: Any, workers: int, resync: float, done: threading.Event
     the controller may start before the API server or the CRD); None if ``done`` is set first."""
     from kubernetes.dynamic import DynamicClient
 
+    from .discovery import Discovery
+
     delay = 0.5
     while not done.is_set():
         try:
-            return Manager(DynamicClient(api_client), workers=workers, resync=resync)
+            return Manager(Discovery(DynamicClient(api_client)), workers=workers, resync=resync)
         except Exception as exc:
             log.warning("cannot discover the API (%s); again in %.1fs", exc, delay)
             done.wait(delay)
