@@ -166,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--renew-deadline", type=_seconds("renew-deadline"), default=10.0, help="seconds (default 10)"
     )
     ctl.add_argument("--retry-period", type=_seconds("retry-period"), default=2.0, help="seconds (default 2)")
+    ctl.add_argument(
+        "--watch-timeout",
+        type=_positive_int("watch-timeout"),
+        default=60,
+        help="seconds the API server keeps one watch open before it is resumed (default 60)",
+    )
 
     render = sub.add_parser("render", help="print the Kubernetes manifests of a Function resource (YAML)")
     render.add_argument("file", help="a Function resource, e.g. function.yaml")
@@ -337,7 +343,8 @@ def cmd_controller(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         namespace = args.lease_namespace or env.get("POD_NAMESPACE") or "funcd-system"
         identity = env.get("POD_NAME") or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
         election = (namespace, identity, timing)
-    return run(kubeconfig, args.workers, args.health_host, args.health_port, args.resync, election)
+    address = (args.health_host, args.health_port)
+    return run(kubeconfig, args.workers, *address, args.resync, election, args.watch_timeout)
 
 
 def cmd_render(args: argparse.Namespace) -> int:

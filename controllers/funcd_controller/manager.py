@@ -110,6 +110,12 @@ class Metrics:
         self.duration = Histogram(
             "funcd_controller_reconcile_seconds", "Time one reconcile took", registry=self.registry
         )
+        self.watch_ends = Counter(
+            "funcd_controller_watch_ends",
+            "Watches that ended, by kind and cause (timeout: resumed from its version; error: listed again)",
+            ["kind", "cause"],
+            registry=self.registry,
+        )
         self.queue_depth = Gauge(
             "funcd_controller_queue_depth", "Keys waiting in the work queue", registry=self.registry
         )
@@ -124,6 +130,7 @@ class Manager:
         self.queue = WorkQueue()
         self.workers = workers
         self.resync = resync
+        self.watch_timeout = 60  # seconds the API server keeps one watch open before we resume it
         self.stopping = threading.Event()
         self.started = threading.Event()
         self.watching = threading.Event()
@@ -153,8 +160,10 @@ class Manager:
                     if event["type"] != "BOOKMARK":  # a bookmark only moves the version on
                         self._enqueue(key_of(obj))
                 pause = 0.5  # the server closed the watch after its timeout: resume from `version`
+                self.metrics.watch_ends.labels(kind, "timeout").inc()
             except Exception as exc:  # the API server went away, or 410 Gone: events may be lost, list
                 version = None
+                self.metrics.watch_ends.labels(kind, "error").inc()
                 if self.stopping.is_set():
                     return
                 what = f"{type(exc).__name__}: {exc}"
@@ -163,7 +172,9 @@ class Manager:
                 pause = min(pause * 2, 30.0)
 
     def _stream(self, resource: Any, version: str, kw: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        yield from resource.watch(resource_version=version, timeout=60, allow_watch_bookmarks=True, **kw)
+        yield from resource.watch(
+            resource_version=version, timeout=self.watch_timeout, allow_watch_bookmarks=True, **kw
+        )
 
     def _enqueue(self, key: str | None) -> None:
         if key:
@@ -336,6 +347,7 @@ def run(
     health_port: int,
     resync: float,
     election: tuple[str, str, tuple[float, float, float]] | None = None,
+    watch_timeout: int = 60,
 ) -> int:
     """``funcd controller``: run until SIGTERM/SIGINT. ``election`` is ``(namespace, identity,
     (lease duration, renew deadline, retry period))`` to run only while holding the Lease."""
@@ -358,6 +370,7 @@ def run(
     if manager is None:
         health.shutdown()
         return 0
+    manager.watch_timeout = watch_timeout
     holder.append(manager)
     lost = threading.Event()
     if election is None:

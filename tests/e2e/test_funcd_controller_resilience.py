@@ -4,10 +4,12 @@
 (b) An API server of this test's own (the session one is untouched) is stopped and started again on
     the same port over the same etcd (the cluster's data); the running controller lists and watches
     again by itself and reconciles a Function applied after the restart.
+(c) A watch the server closes after its timeout is resumed from its resourceVersion, not listed again.
 """
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import pytest
 
 from tests.e2e.conftest import _stack, require_binary
 from tests.e2e.stack_kube import KubeAPIServer, Kubectl, start_kube_apiserver
-from tests.e2e.stack_procs import start, wait_until
+from tests.e2e.stack_procs import Proc, start, wait_until
 from tests.e2e.test_funcd_controller import (  # noqa: F401  (funcd_crd is a fixture)
     MANIFESTS,
     _function,
@@ -122,5 +124,31 @@ def test_the_controller_recovers_by_itself_when_the_api_server_restarts(
         assert deployment["metadata"]["ownerReferences"][0]["name"] == "after"
         assert "watch of" in proc.log_tail(200), "expected the controller to log its watch ending"
         wait_until(lambda: _converged(kubectl, "apps") == 2, "status for both Functions", 30, [proc])
+    finally:
+        proc.stop()
+
+
+def _metric(proc: Proc, prefix: str) -> float:
+    with urllib.request.urlopen(f"{proc.health}/metrics", timeout=5) as resp:  # type: ignore[attr-defined]
+        lines = resp.read().decode().splitlines()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(prefix))
+
+
+@pytest.mark.usefixtures("funcd_crd")
+def test_watches_resume_after_the_server_closes_them_without_listing_again(
+    kube_apiserver: KubeAPIServer, kubectl: Kubectl, k8s_namespace: str, tmp_path: Path
+) -> None:
+    ns = k8s_namespace
+    kubeconfig = _service_account_kubeconfig(kubectl, kube_apiserver, tmp_path)
+    # No resync within the test: only the watch can deliver a new Function.
+    proc = start_controller("controller", kubeconfig, tmp_path, "--watch-timeout", "1", "--resync", "3600")
+    try:
+        wait_until(lambda: readyz(proc)[0] == 200, "controller /readyz", 60, [proc])
+        timeouts = 'funcd_controller_watch_ends_total{cause="timeout",kind="Function"}'
+        wait_until(lambda: _metric(proc, timeouts) >= 3, "three watch timeouts of Functions", 30, [proc])
+        kubectl.apply(_function("late"), "-n", ns)
+        late = "the Deployment of a Function applied after the timeouts"
+        wait_until(lambda: _get(kubectl, "deployment", "late", ns), late, 30, [proc])
+        assert _metric(proc, 'funcd_controller_watch_ends_total{cause="error"') == 0  # never listed again
     finally:
         proc.stop()
