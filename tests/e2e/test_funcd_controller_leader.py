@@ -127,3 +127,27 @@ def test_one_of_two_controllers_leads_and_the_other_takes_over_when_it_is_killed
     finally:
         for proc in procs.values():
             proc.stop()
+
+
+@pytest.mark.usefixtures("funcd_crd")
+def test_a_leader_that_loses_its_lease_exits_to_stand_again(
+    kube_apiserver: KubeAPIServer, kubectl: Kubectl, k8s_namespace: str, tmp_path: Path
+) -> None:
+    import datetime as dt
+    import json
+
+    ns = k8s_namespace  # a Lease of this test's own
+    kubeconfig = _service_account_kubeconfig(kubectl, kube_apiserver, tmp_path)
+    args = ("--leader-elect", "--lease-namespace", ns, *TIMING)
+    proc = start_controller("alpha", kubeconfig, tmp_path, *args, env={"POD_NAME": "alpha"})
+    try:
+        wait_until(lambda: readyz(proc)[0] == 200, "the only candidate to lead", 60, [proc])
+        now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        patch = {"spec": {"holderIdentity": "intruder", "renewTime": now, "acquireTime": now}}
+        kubectl("patch", "lease", LEASE[0], "-n", ns, "--type", "merge", "-p", json.dumps(patch))
+        # It cannot renew for the renew deadline (3 s) while the intruder's term (4 s) runs: it exits.
+        wait_until(lambda: not proc.alive(), "the controller to exit", 30)
+        assert proc.popen.returncode == 1, proc.log_tail()
+        assert "lost the Lease" in proc.log_tail(), proc.log_tail()
+    finally:
+        proc.stop()
