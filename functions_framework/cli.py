@@ -151,6 +151,27 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument(
         "--resync", type=_seconds("resync"), default=300.0, help="seconds between full resyncs (default 300)"
     )
+    ctl.add_argument(
+        "--leader-elect",
+        action="store_true",
+        help="run only while holding the Lease funcd-controller (for more than one replica)",
+    )
+    ctl.add_argument(
+        "--lease-namespace", help="namespace of the Lease (default: $POD_NAMESPACE, else funcd-system)"
+    )
+    ctl.add_argument(
+        "--lease-duration", type=_seconds("lease-duration"), default=15.0, help="seconds (default 15)"
+    )
+    ctl.add_argument(
+        "--renew-deadline", type=_seconds("renew-deadline"), default=10.0, help="seconds (default 10)"
+    )
+    ctl.add_argument("--retry-period", type=_seconds("retry-period"), default=2.0, help="seconds (default 2)")
+    ctl.add_argument(
+        "--watch-timeout",
+        type=_positive_int("watch-timeout"),
+        default=60,
+        help="seconds the API server keeps one watch open before it is resumed (default 60)",
+    )
 
     render = sub.add_parser("render", help="print the Kubernetes manifests of a Function resource (YAML)")
     render.add_argument("file", help="a Function resource, e.g. function.yaml")
@@ -320,7 +341,22 @@ def cmd_controller(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from funcd_controller.manager import run
 
     kubeconfig = args.kubeconfig or env.get("KUBECONFIG") or None
-    return run(kubeconfig, args.workers, args.health_host, args.health_port, args.resync)
+    election = None
+    if args.leader_elect:
+        timing = (args.lease_duration, args.renew_deadline, args.retry_period)
+        if not (timing[0] > timing[1] > 1.2 * timing[2] and timing[2] >= 1):
+            raise UsageError(
+                "expected --lease-duration > --renew-deadline > 1.2 x --retry-period >= 1 s, got "
+                f"{timing[0]:g} / {timing[1]:g} / {timing[2]:g}"
+            )
+        import socket
+        import uuid
+
+        namespace = args.lease_namespace or env.get("POD_NAMESPACE") or "funcd-system"
+        identity = env.get("POD_NAME") or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+        election = (namespace, identity, timing)
+    address = (args.health_host, args.health_port)
+    return run(kubeconfig, args.workers, *address, args.resync, election, args.watch_timeout)
 
 
 def cmd_render(args: argparse.Namespace) -> int:

@@ -6,6 +6,9 @@ StatefulSets and Jobs labelled as ours, so that a change to a child (e.g. its av
 reconciles its Function.
 Each key (``namespace/name``) is in the queue at most once; a worker that fails with ``TemporaryError``
 requeues it with exponential backoff (0.5 s doubling to 60 s); a periodic resync requeues everything.
+With leader election (``--leader-elect``) the process stands for the ``funcd-controller`` Lease and
+starts its watches and workers only once it holds it; it exits when it loses it, so that a restarted
+process stands again with a fresh cache.
 """
 
 from __future__ import annotations
@@ -19,13 +22,20 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .apply import INSTANCE, MANAGED_BY
-from .errors import ControllerError, TemporaryError
+from .errors import ControllerError, PermanentError, TemporaryError
 from .reconcile import API_VERSION, KIND, Reconciler
 
 log = logging.getLogger("funcd_controller")
 
 WATCHED_CHILDREN = (("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"), ("batch/v1", "Job"))
 """Children whose changes (e.g. available replicas) bring their Function back to reconcile."""
+
+LEASE_NAME = "funcd-controller"
+
+
+def backoff(failures: int) -> float:
+    """Seconds before retrying a key that failed ``failures`` times in a row: 0.5 doubling to 60."""
+    return float(min(0.5 * 2 ** max(failures - 1, 0), 60.0))
 
 
 class WorkQueue:
@@ -59,7 +69,9 @@ class WorkQueue:
                 now = time.monotonic()
                 while self._delayed and self._delayed[0][0] <= now:
                     _, key = heapq.heappop(self._delayed)
-                    if key not in self._queued and key not in self._busy:
+                    if key in self._busy:  # due while a worker has it: once more after that worker
+                        self._dirty.add(key)
+                    elif key not in self._queued:
                         self._queued.add(key)
                         self._ready.append(key)
                 if self._ready:
@@ -102,6 +114,12 @@ class Metrics:
         self.duration = Histogram(
             "funcd_controller_reconcile_seconds", "Time one reconcile took", registry=self.registry
         )
+        self.watch_ends = Counter(
+            "funcd_controller_watch_ends",
+            "Watches that ended, by kind and cause (timeout: resumed from its version; error: listed again)",
+            ["kind", "cause"],
+            registry=self.registry,
+        )
         self.queue_depth = Gauge(
             "funcd_controller_queue_depth", "Keys waiting in the work queue", registry=self.registry
         )
@@ -110,15 +128,15 @@ class Metrics:
 class Manager:
     """Runs the controller until ``stop()``."""
 
-    def __init__(self, api_client: Any, workers: int = 2, resync: float = 300.0) -> None:
-        from kubernetes.dynamic import DynamicClient
-
-        self.dynamic = DynamicClient(api_client)
-        self.reconciler = Reconciler(self.dynamic)
+    def __init__(self, dynamic: Any, workers: int = 2, resync: float = 300.0, reconciler: Any = None) -> None:
+        self.dynamic = dynamic
+        self.reconciler = reconciler if reconciler is not None else Reconciler(dynamic)
         self.queue = WorkQueue()
         self.workers = workers
         self.resync = resync
+        self.watch_timeout = 60  # seconds the API server keeps one watch open before we resume it
         self.stopping = threading.Event()
+        self.started = threading.Event()
         self.watching = threading.Event()
         self._failures: dict[str, int] = {}
         self.metrics = Metrics()
@@ -129,27 +147,38 @@ class Manager:
     def _watch(
         self, api_version: str, kind: str, key_of: Callable[[dict[str, Any]], str | None], **kw: Any
     ) -> None:
-        backoff = 0.5
+        pause = 0.5
+        version: str | None = None  # None: list (again) before watching
         while not self.stopping.is_set():
             try:
                 resource = self.dynamic.resources.get(api_version=api_version, kind=kind)
-                listed = resource.get(**kw)
-                for item in listed.items:
-                    self._enqueue(key_of(item.to_dict()))
-                self.watching.set()
-                version = listed.metadata.resourceVersion
+                if version is None:
+                    listed = resource.get(**kw)
+                    for item in listed.items:
+                        self._enqueue(key_of(item.to_dict()))
+                    self.watching.set()
+                    version = listed.metadata.resourceVersion
                 for event in self._stream(resource, version, kw):
-                    self._enqueue(key_of(event["raw_object"]))
-                backoff = 0.5
-            except Exception as exc:  # the API server went away or the watch expired: list again
+                    obj = event["raw_object"]
+                    version = (obj.get("metadata") or {}).get("resourceVersion") or version
+                    if event["type"] != "BOOKMARK":  # a bookmark only moves the version on
+                        self._enqueue(key_of(obj))
+                pause = 0.5  # the server closed the watch after its timeout: resume from `version`
+                self.metrics.watch_ends.labels(kind, "timeout").inc()
+            except Exception as exc:  # the API server went away, or 410 Gone: events may be lost, list
+                version = None
+                self.metrics.watch_ends.labels(kind, "error").inc()
                 if self.stopping.is_set():
                     return
-                log.warning("watch of %s ended (%s); listing again in %.1fs", kind, exc, backoff)
-                self.stopping.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
+                what = f"{type(exc).__name__}: {exc}"
+                log.warning("watch of %s ended (%s); listing again in %.1fs", kind, what, pause)
+                self.stopping.wait(pause)
+                pause = min(pause * 2, 30.0)
 
     def _stream(self, resource: Any, version: str, kw: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        yield from resource.watch(resource_version=version, timeout=60, **kw)
+        yield from resource.watch(
+            resource_version=version, timeout=self.watch_timeout, allow_watch_bookmarks=True, **kw
+        )
 
     def _enqueue(self, key: str | None) -> None:
         if key:
@@ -179,12 +208,17 @@ class Manager:
                 self._failures.pop(key, None)
                 if result.requeue_after:
                     self.queue.add(key, result.requeue_after)
+            except PermanentError as exc:  # retrying cannot help; the next change of the key requeues it
+                self.metrics.reconciles.labels("error").inc()
+                self._failures.pop(key, None)
+                log.warning("reconcile %s failed permanently: %s", key, exc)
             except (TemporaryError, ControllerError, Exception) as exc:
                 self.metrics.reconciles.labels("error").inc()
                 failures = self._failures.get(key, 0) + 1
                 self._failures[key] = failures
-                delay = min(0.5 * 2 ** (failures - 1), 60.0)
-                log.warning("reconcile %s failed (%s); again in %.1fs", key, exc, delay)
+                delay = backoff(failures)
+                what = f"{type(exc).__name__}: {exc}"
+                log.warning("reconcile %s failed (%s); again in %.1fs", key, what, delay)
                 self.queue.add(key, delay)
             finally:
                 self.metrics.duration.observe(time.perf_counter() - started)
@@ -201,6 +235,7 @@ class Manager:
     # ------------------------------------------------------------------ run
 
     def start(self) -> None:
+        self.started.set()
         selector = f"{MANAGED_BY}=funcd"
         threads = [
             threading.Thread(target=self._watch, args=(API_VERSION, KIND, self._function_key), daemon=True),
@@ -225,20 +260,29 @@ class Manager:
         self.queue.close()
 
 
-def serve_health(manager: Manager, host: str, port: int) -> http.server.ThreadingHTTPServer:
-    """``/healthz`` (the process runs), ``/readyz`` (the watches have listed once) and ``/metrics``
-    (Prometheus) on ``host:port``."""
+def serve_health(
+    current: Callable[[], Manager | None], host: str, port: int
+) -> http.server.ThreadingHTTPServer:
+    """``/healthz`` (the process runs), ``/readyz`` (this replica leads and its watches have listed
+    once) and ``/metrics`` (Prometheus) on ``host:port``, for the Manager ``current()`` returns."""
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            manager = current()
             if self.path == "/healthz":
                 status, body = 200, b"ok"
             elif self.path == "/readyz":
-                ready = manager.watching.is_set()
-                status, body = (200, b"ready") if ready else (503, b"not watching yet")
+                if manager is None:
+                    status, body = 503, b"not connected: the API server or the Function CRD is not served yet"
+                elif manager.watching.is_set():
+                    status, body = 200, b"ready"
+                elif manager.started.is_set():
+                    status, body = 503, b"not watching yet"
+                else:
+                    status, body = 503, b"standby: another replica holds the Lease"
             elif self.path == "/metrics":
-                status, body = 200, generate_latest(manager.metrics.registry)
+                status, body = 200, generate_latest(manager.metrics.registry) if manager else b""
             else:
                 status, body = 404, b"not found"
             self.send_response(status)
@@ -255,8 +299,65 @@ def serve_health(manager: Manager, host: str, port: int) -> http.server.Threadin
     return server
 
 
-def run(kubeconfig: str | None, workers: int, host: str, health_port: int, resync: float) -> int:
-    """``funcd controller``: run until SIGTERM/SIGINT."""
+def _connect(api_client: Any, workers: int, resync: float, done: threading.Event) -> Manager | None:
+    """A Manager once discovery works and the Function CRD is served (retried with backoff, so that
+    the controller may start before the API server or the CRD); None if ``done`` is set first."""
+    from kubernetes.dynamic import DynamicClient
+
+    from .discovery import Discovery
+
+    delay = 0.5
+    while not done.is_set():
+        try:
+            return Manager(Discovery(DynamicClient(api_client)), workers=workers, resync=resync)
+        except Exception as exc:
+            log.warning("cannot discover the API (%s); again in %.1fs", exc, delay)
+            done.wait(delay)
+            delay = min(delay * 2, 30.0)
+    return None
+
+
+def _elect(
+    api_client: Any,
+    namespace: str,
+    identity: str,
+    timing: tuple[float, float, float],
+    lead: Callable[[], None],
+) -> threading.Event:
+    """Stand for the Lease in a thread; ``lead`` runs once it is held. Returns an event set when the
+    Lease is lost (renewal failed for the renew deadline)."""
+    from kubernetes.leaderelection import electionconfig, leaderelection
+
+    from .lease import LeaseLock
+
+    lost = threading.Event()
+    lease_duration, renew_deadline, retry_period = timing
+    lock = LeaseLock(LEASE_NAME, namespace, identity, api_client)
+
+    def leading() -> None:
+        log.info("%s holds Lease %s/%s: starting watches and workers", identity, namespace, LEASE_NAME)
+        lead()
+
+    # The elector logs every attempt at info level (once per retry period while standing by).
+    logging.getLogger("leaderelection").setLevel(logging.WARNING)
+    cfg = electionconfig.Config(lock, lease_duration, renew_deadline, retry_period, leading, lost.set)
+    elector = leaderelection.LeaderElection(cfg)
+    threading.Thread(target=elector.run, name="leader-election", daemon=True).start()
+    log.info("standing for Lease %s/%s as %s", namespace, LEASE_NAME, identity)
+    return lost
+
+
+def run(
+    kubeconfig: str | None,
+    workers: int,
+    host: str,
+    health_port: int,
+    resync: float,
+    election: tuple[str, str, tuple[float, float, float]] | None = None,
+    watch_timeout: int = 60,
+) -> int:
+    """``funcd controller``: run until SIGTERM/SIGINT. ``election`` is ``(namespace, identity,
+    (lease duration, renew deadline, retry period))`` to run only while holding the Lease."""
     import signal
 
     from kubernetes import client, config
@@ -266,14 +367,34 @@ def run(kubeconfig: str | None, workers: int, host: str, health_port: int, resyn
     else:
         config.load_incluster_config()
         api_client = client.ApiClient()
-    manager = Manager(api_client, workers=workers, resync=resync)
-    health = serve_health(manager, host, health_port)
-    log.info("health on http://%s:%d/healthz and /readyz", host, health.server_address[1])
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
-    manager.start()
+    holder: list[Manager] = []
+    health = serve_health(lambda: holder[0] if holder else None, host, health_port)
+    log.info("health on http://%s:%d/healthz and /readyz", host, health.server_address[1])
+    manager = _connect(api_client, workers, resync, done)
+    if manager is None:
+        health.shutdown()
+        return 0
+    manager.watch_timeout = watch_timeout
+    holder.append(manager)
+    lost = threading.Event()
+    if election is None:
+        manager.start()
+    else:
+        namespace, identity, timing = election
+        lost = _elect(api_client, namespace, identity, timing, manager.start)
+
+        def stop_when_lost() -> None:
+            lost.wait()
+            done.set()
+
+        threading.Thread(target=stop_when_lost, daemon=True).start()
     done.wait()
     manager.stop()
     health.shutdown()
+    if lost.is_set():
+        log.error("lost the Lease %s; exiting so that a new process stands for election", LEASE_NAME)
+        return 1
     return 0
