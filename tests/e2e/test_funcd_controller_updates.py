@@ -21,7 +21,9 @@ pytestmark = pytest.mark.e2e
 NAME = "upd"
 
 
-def _pubsub(host: str = "redis:6379") -> dict[str, Any]:
+def _pubsub(host: str = "127.0.0.1:1") -> dict[str, Any]:
+    # A loopback address nothing listens on: KEDA would resolve a host name such as "redis" through
+    # DNS, and nothing here may send a DNS query off the machine.
     return {"type": "pubsub.redis", "version": "v1", "metadata": [{"name": "redisHost", "value": host}]}
 
 
