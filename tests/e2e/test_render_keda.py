@@ -45,11 +45,16 @@ def test_a_derived_redis_streams_trigger_scales_from_zero_and_back(
     assert trigger["consumerGroup"] == group  # what daprd names its consumer group: the app id
     # The stream and the group as daprd creates them when it subscribes.
     redis_server.command("XGROUP", "CREATE", "orders", group, "$", "MKSTREAM")
-    kubectl.apply([objects["Deployment"], objects["ScaledObject"]], server_side=True)
+    try:
+        kubectl.apply([objects["Deployment"], objects["ScaledObject"]], server_side=True)
 
-    wait_until(lambda: _replicas(kubectl, ns) == 0, "no lag: scaled to zero", 90, [keda_operator.proc])
-    redis_server.command("XADD", "orders", "*", "data", '{"customer": "ada", "amount": 3}')
-    wait_until(lambda: _replicas(kubectl, ns) == 1, "lag: scaled 0 -> 1", 60, [keda_operator.proc])
+        wait_until(lambda: _replicas(kubectl, ns) == 0, "no lag: scaled to zero", 90, [keda_operator.proc])
+        redis_server.command("XADD", "orders", "*", "data", '{"customer": "ada", "amount": 3}')
+        wait_until(lambda: _replicas(kubectl, ns) == 1, "lag: scaled 0 -> 1", 60, [keda_operator.proc])
 
-    redis_server.command("XREADGROUP", "GROUP", group, "worker", "COUNT", "10", "STREAMS", "orders", ">")
-    wait_until(lambda: _replicas(kubectl, ns) == 0, "read: scaled 1 -> 0", 90, [keda_operator.proc])
+        redis_server.command("XREADGROUP", "GROUP", group, "worker", "COUNT", "10", "STREAMS", "orders", ">")
+        wait_until(lambda: _replicas(kubectl, ns) == 0, "read: scaled 1 -> 0", 90, [keda_operator.proc])
+    finally:
+        # The session's Redis is shared: later tests subscribe to a topic "orders" through daprd and
+        # must not receive this test's raw entries.
+        redis_server.command("DEL", "orders")
