@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 
 from . import __version__
 from .dapr_client import SidecarAddress, sidecar_address
-from .errors import FunctionsFrameworkError, UsageError
+from .errors import FunctionsFrameworkError, SidecarError, UsageError
 from .loader import LoadedFunction, find_source, load_function
 from .logs import configure_logging
 from .model import FunctionContext, parse_context_text
@@ -305,17 +305,27 @@ def serve_with_local_dapr(
     daprd = find_daprd(env.get("PATH", ""), Path.home(), testbin_cache(env))
     settings, reservations = resolve_ports(context, settings)
     app_port = settings.dapr_port if settings.app_protocol == "grpc" else settings.port
-    sidecar = start_local_daprd(
-        daprd,
-        context,
-        folder,
-        app_port,
-        settings.app_protocol,
-        state_dir(env.get("XDG_RUNTIME_DIR")),
-        settings.ready_path,
-    )
+    for attempt in range(3):
+        sidecar = start_local_daprd(
+            daprd,
+            context,
+            folder,
+            app_port,
+            settings.app_protocol,
+            state_dir(env.get("XDG_RUNTIME_DIR")),
+            settings.ready_path,
+        )
+        try:
+            sidecar.wait_ready()
+            break
+        except SidecarError:
+            # daprd's own ports are picked free a moment before it binds them; another process may
+            # take one in between. Try again with new ports, at most three times.
+            busy = "address already in use" in sidecar.log_tail()
+            sidecar.stop()
+            if not busy or attempt == 2:
+                raise
     try:
-        sidecar.wait_ready()
         address = SidecarAddress(sidecar.grpc_address, sidecar.http_url, env.get("DAPR_API_TOKEN") or None)
         settings = replace(settings, dapr_address=address)
         return serve(function, context, settings)
