@@ -328,7 +328,7 @@ def serve_with_local_dapr(
     try:
         address = SidecarAddress(sidecar.grpc_address, sidecar.http_url, env.get("DAPR_API_TOKEN") or None)
         settings = replace(settings, dapr_address=address)
-        return serve(function, context, settings)
+        return serve(function, context, settings, ports_checked=True)
     finally:
         sidecar.stop()
         for sock in reservations:

@@ -116,15 +116,18 @@ def announce(context: FunctionContext, settings: Settings) -> None:
             )
 
 
-def resolve_ports(context: FunctionContext, settings: Settings) -> tuple[Settings, list[socket.socket]]:
+def resolve_ports(
+    context: FunctionContext, settings: Settings, check: bool = True
+) -> tuple[Settings, list[socket.socket]]:
     """Settings with concrete ports. Port 0 becomes a free port, held by a reservation socket (workers
     bind the ports each, with SO_REUSEPORT); keep the reservations open while serving.
     Raises ``PortInUseError`` when a port is held by anybody (another funcd included)."""
     port, dapr_port = settings.port, settings.dapr_port
-    check_ports(
-        settings.host,
-        serving_claims(context.has_http, bool(context.inputs), settings.app_protocol, port, dapr_port),
-    )
+    if check:
+        check_ports(
+            settings.host,
+            serving_claims(context.has_http, bool(context.inputs), settings.app_protocol, port, dapr_port),
+        )
     reservations = []
     if port == 0:
         reservations.append(reserve_port(settings.host))
@@ -140,9 +143,12 @@ def serve(
     context: FunctionContext,
     settings: Settings,
     on_ready: Callable[[int], None] | None = None,
+    ports_checked: bool = False,
 ) -> int:
-    """Serve until stopped. Returns the process exit code."""
-    settings, reservations = resolve_ports(context, settings)
+    """Serve until stopped. Returns the process exit code. ``ports_checked``: the caller already
+    checked the ports (local mode checks them before daprd starts; daprd's own outgoing connections
+    may then hold one of them as a source port for a moment, which is harmless)."""
+    settings, reservations = resolve_ports(context, settings, check=not ports_checked)
     lifecycle = Lifecycle()
     supervisor = SupervisorHooks(load_factories(context))
     supervisor.setup(settings)
