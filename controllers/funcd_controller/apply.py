@@ -65,6 +65,23 @@ class Applier:
             raise classify(exc, f"apply {kind} {namespace}/{name}") from exc
         return result.to_dict() if hasattr(result, "to_dict") else dict(result)
 
+    def delete(self, namespace: str, keys: Iterable[tuple[str, str, str]]) -> list[str]:
+        """Delete the named objects; one already gone is fine. Returns what went."""
+        gone = []
+        for api_version, kind, name in keys:
+            resource = self._resource(api_version, kind)
+            if resource is None:
+                continue
+            try:
+                resource.delete(name=name, namespace=namespace, body={"propagationPolicy": "Background"})
+                gone.append(f"{kind}/{name}")
+            except Exception as exc:
+                if getattr(exc, "status", None) != 404:
+                    raise classify(exc, f"delete {kind} {namespace}/{name}") from exc
+        if gone:
+            log.info("pruned %s in %s", ", ".join(gone), namespace)
+        return gone
+
     def prune(
         self,
         namespace: str,

@@ -33,6 +33,24 @@ WATCHED_CHILDREN = (("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"), ("bat
 LEASE_NAME = "funcd-controller"
 
 
+def function_fingerprint(obj: dict[str, Any]) -> tuple[Any, ...]:
+    """What of a Function can change what we render: not its status, which we write ourselves."""
+    md = obj.get("metadata") or {}
+    return (
+        md.get("generation"),
+        sorted((md.get("labels") or {}).items()),
+        sorted((md.get("annotations") or {}).items()),
+        md.get("deletionTimestamp"),
+    )
+
+
+def child_fingerprint(obj: dict[str, Any]) -> tuple[Any, ...]:
+    """What of a workload its Function's status shows (replicas, availability) or that drifted (spec)."""
+    md, st = obj.get("metadata") or {}, obj.get("status") or {}
+    counts = ("replicas", "availableReplicas", "readyReplicas", "active", "succeeded", "failed")
+    return (md.get("generation"), md.get("deletionTimestamp"), *(st.get(k) for k in counts))
+
+
 def backoff(failures: int) -> float:
     """Seconds before retrying a key that failed ``failures`` times in a row: 0.5 doubling to 60."""
     return float(min(0.5 * 2 ** max(failures - 1, 0), 60.0))
@@ -138,6 +156,10 @@ class Manager:
         self.stopping = threading.Event()
         self.started = threading.Event()
         self.watching = threading.Event()
+        """Set once every watch has listed."""
+        self._lock = threading.Lock()
+        self._listed: set[str] = set()
+        self._broken: dict[str, str] = {}  # kind -> why its watch is down (listing again)
         self._failures: dict[str, int] = {}
         self.metrics = Metrics()
         self.metrics.queue_depth.set_function(lambda: len(self.queue))
@@ -145,8 +167,14 @@ class Manager:
     # ------------------------------------------------------------------ watches
 
     def _watch(
-        self, api_version: str, kind: str, key_of: Callable[[dict[str, Any]], str | None], **kw: Any
+        self,
+        api_version: str,
+        kind: str,
+        key_of: Callable[[dict[str, Any]], str | None],
+        fingerprint: Callable[[dict[str, Any]], tuple[Any, ...]],
+        **kw: Any,
     ) -> None:
+        seen: dict[str, tuple[Any, ...]] = {}  # uid -> fingerprint of the last event
         pause = 0.5
         version: str | None = None  # None: list (again) before watching
         while not self.stopping.is_set():
@@ -154,14 +182,17 @@ class Manager:
                 resource = self.dynamic.resources.get(api_version=api_version, kind=kind)
                 if version is None:
                     listed = resource.get(**kw)
+                    seen.clear()
                     for item in listed.items:
-                        self._enqueue(key_of(item.to_dict()))
-                    self.watching.set()
+                        obj = item.to_dict()
+                        seen[obj["metadata"]["uid"]] = fingerprint(obj)
+                        self._enqueue(key_of(obj))
+                    self._watch_state(kind, None)
                     version = listed.metadata.resourceVersion
                 for event in self._stream(resource, version, kw):
                     obj = event["raw_object"]
                     version = (obj.get("metadata") or {}).get("resourceVersion") or version
-                    if event["type"] != "BOOKMARK":  # a bookmark only moves the version on
+                    if event["type"] != "BOOKMARK" and self._changed(event["type"], obj, seen, fingerprint):
                         self._enqueue(key_of(obj))
                 pause = 0.5  # the server closed the watch after its timeout: resume from `version`
                 self.metrics.watch_ends.labels(kind, "timeout").inc()
@@ -171,9 +202,51 @@ class Manager:
                 if self.stopping.is_set():
                     return
                 what = f"{type(exc).__name__}: {exc}"
+                self._watch_state(kind, what)
                 log.warning("watch of %s ended (%s); listing again in %.1fs", kind, what, pause)
                 self.stopping.wait(pause)
                 pause = min(pause * 2, 30.0)
+
+    def _watch_state(self, kind: str, broken: str | None) -> None:
+        with self._lock:
+            if broken is None:
+                self._broken.pop(kind, None)
+                self._listed.add(kind)
+                if len(self._listed) == 1 + len(WATCHED_CHILDREN):
+                    self.watching.set()
+            else:
+                self._broken[kind] = broken.splitlines()[0][:200]
+
+    def readiness(self) -> tuple[bool, str]:
+        """Ready while every watch is up: not before each has listed, nor while one lists again
+        because the API server went away."""
+        with self._lock:
+            broken = dict(self._broken)
+        if broken:
+            kind, why = next(iter(sorted(broken.items())))
+            return False, f"lost the API server: the watch of {kind} is listing again ({why})"
+        if self.watching.is_set():
+            return True, "ready"
+        return False, "not watching yet" if self.started.is_set() else "not started"
+
+    @staticmethod
+    def _changed(
+        kind: str,
+        obj: dict[str, Any],
+        seen: dict[str, tuple[Any, ...]],
+        fingerprint: Callable[[dict[str, Any]], tuple[Any, ...]],
+    ) -> bool:
+        """Whether an event can change the outcome of a reconcile; our own status writes and the
+        bookkeeping updates of children (e.g. observedGeneration) cannot, so they do not requeue."""
+        uid = (obj.get("metadata") or {}).get("uid", "")
+        if kind == "DELETED":
+            seen.pop(uid, None)
+            return True
+        new = fingerprint(obj)
+        old, seen[uid] = seen.get(uid), new
+        if kind == "ADDED" and fingerprint is child_fingerprint:
+            return False  # a child appears because a reconcile applied it: nothing new to see yet
+        return old != new
 
     def _stream(self, resource: Any, version: str, kw: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from resource.watch(
@@ -238,11 +311,15 @@ class Manager:
         self.started.set()
         selector = f"{MANAGED_BY}=funcd"
         threads = [
-            threading.Thread(target=self._watch, args=(API_VERSION, KIND, self._function_key), daemon=True),
+            threading.Thread(
+                target=self._watch,
+                args=(API_VERSION, KIND, self._function_key, function_fingerprint),
+                daemon=True,
+            ),
             *(
                 threading.Thread(
                     target=self._watch,
-                    args=(api_version, kind, self._owner_key),
+                    args=(api_version, kind, self._owner_key, child_fingerprint),
                     kwargs={"label_selector": selector},
                     daemon=True,
                 )
@@ -263,8 +340,8 @@ class Manager:
 def serve_health(
     current: Callable[[], Manager | None], host: str, port: int
 ) -> http.server.ThreadingHTTPServer:
-    """``/healthz`` (the process runs), ``/readyz`` (this replica leads and its watches have listed
-    once) and ``/metrics`` (Prometheus) on ``host:port``, for the Manager ``current()`` returns."""
+    """``/healthz`` (the process runs), ``/readyz`` (this replica leads and all its watches are up)
+    and ``/metrics`` (Prometheus) on ``host:port``, for the Manager ``current()`` returns."""
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -275,12 +352,11 @@ def serve_health(
             elif self.path == "/readyz":
                 if manager is None:
                     status, body = 503, b"not connected: the API server or the Function CRD is not served yet"
-                elif manager.watching.is_set():
-                    status, body = 200, b"ready"
-                elif manager.started.is_set():
-                    status, body = 503, b"not watching yet"
-                else:
+                elif not manager.started.is_set():
                     status, body = 503, b"standby: another replica holds the Lease"
+                else:
+                    ready, why = manager.readiness()
+                    status, body = (200 if ready else 503), why.encode()
             elif self.path == "/metrics":
                 status, body = 200, generate_latest(manager.metrics.registry) if manager else b""
             else:

@@ -63,13 +63,35 @@ def merge_conditions(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> li
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
 
 
-def _prune_kinds(status: dict[str, Any]) -> tuple[tuple[str, str], ...]:
-    """The kinds that can hold leftovers: those the status says were applied, else every kind we own."""
+@dataclass(frozen=True)
+class PrunePlan:
+    """What the prune step looks at."""
+
+    by_name: tuple[tuple[str, str, str], ...] = ()
+    """Objects to delete by name, with no list call."""
+    by_label: tuple[tuple[str, str], ...] = ()
+    """Kinds to list by our labels, deleting what is not rendered."""
+
+
+def prune_plan(status: dict[str, Any], generation: int, rendered: set[tuple[str, str, str]]) -> PrunePlan:
+    """The cheapest prune that leaves nothing behind.
+
+    A status of this generation lists everything the last complete pass applied: what it lists and
+    no longer renders is deleted by name (usually nothing). A Function's first pass has nothing to
+    prune. Otherwise (the spec changed, or a pass failed before its status was written) every owned
+    kind is listed by label, so that nothing applied by an earlier pass is left behind.
+    """
     listed = status.get("objects")
-    if not isinstance(listed, list):
-        return OWNED_KINDS
-    kinds = {(o.get("apiVersion"), o.get("kind")) for o in listed if isinstance(o, dict)}
-    return tuple(k for k in OWNED_KINDS if k in kinds)
+    if isinstance(listed, list) and status.get("observedGeneration") == generation:
+        recorded = {
+            (str(o.get("apiVersion")), str(o.get("kind")), str(o.get("name")))
+            for o in listed
+            if isinstance(o, dict)
+        }
+        return PrunePlan(by_name=tuple(sorted(recorded - rendered)))
+    if generation <= 1 and not status:
+        return PrunePlan()
+    return PrunePlan(by_label=OWNED_KINDS)
 
 
 def _triggers(fn: Function) -> str:
@@ -123,9 +145,11 @@ class Reconciler:
         namespace = obj["metadata"]["namespace"]
         rendered = render(fn)
         applied = [self.applier.apply(o) for o in rendered.objects]
-        self.applier.prune(
-            namespace, obj["metadata"]["name"], (key(o) for o in rendered.objects), _prune_kinds(status)
-        )
+        keep = {key(o) for o in rendered.objects}
+        plan = prune_plan(status, generation, keep)
+        self.applier.delete(namespace, plan.by_name)
+        if plan.by_label:
+            self.applier.prune(namespace, obj["metadata"]["name"], keep, plan.by_label)
         workload = next((a for a in applied if a.get("kind") in WORKLOAD_KINDS), None)
         replicas, available = self._workload_state(workload)
         ready = available or (workload is not None and workload.get("kind") == "Job")

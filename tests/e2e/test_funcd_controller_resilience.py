@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -86,12 +86,14 @@ def own_apiserver(tmp_path: Path) -> Iterator[KubeAPIServer]:
     server.stop()
 
 
-def _restart_apiserver(server: KubeAPIServer) -> None:
-    """Stop kube-apiserver (SIGTERM) and start it again with the same flags: same port, same etcd."""
+def _restart_apiserver(server: KubeAPIServer, while_down: Callable[[], None]) -> None:
+    """Stop kube-apiserver (SIGTERM), call ``while_down``, and start it again with the same flags:
+    same port, same etcd."""
     old = server.group.procs[-1]
     assert old.name == "kube-apiserver", old.describe()
     old.stop()
     wait_until(lambda: server.status("/readyz") == 0, "the API server to be gone", 30)
+    while_down()
     new = start(old.name, old.argv, old.log_path.parent)
     server.group.procs[-1] = new
     wait_until(lambda: server.status("/readyz") == 200, "the restarted API server's /readyz", 90, [new])
@@ -111,8 +113,13 @@ def test_the_controller_recovers_by_itself_when_the_api_server_restarts(
         kubectl.apply(_function("before"), "-n", "apps")
         wait_until(lambda: _get(kubectl, "deployment", "before", "apps"), "the first Deployment", 30, [proc])
 
-        _restart_apiserver(own_apiserver)
+        def not_ready_while_down() -> None:
+            wait_until(lambda: readyz(proc)[0] == 503, "the controller's /readyz to say 503", 30, [proc])
+            assert "lost the API server" in readyz(proc)[1]
+
+        _restart_apiserver(own_apiserver, not_ready_while_down)
         assert proc.alive(), proc.describe()
+        wait_until(lambda: readyz(proc)[0] == 200, "/readyz 200 again after the restart", 90, [proc])
         kubectl.apply(_function("after"), "-n", "apps")
         deployment = wait_until(
             lambda: _get(kubectl, "deployment", "after", "apps"),
