@@ -80,6 +80,31 @@ def _size(text: str) -> int:
     return value
 
 
+def _hook_names(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    bad = [n for n in names if not n.replace("-", "").replace("_", "").replace(".", "").isalnum()]
+    if bad:
+        raise argparse.ArgumentTypeError(f"expected comma-separated plugin names, got {bad[0]!r}")
+    return names
+
+
+def _render_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("cluster-wide settings of every Function")
+    g.add_argument(
+        "--daprd-image", help="daprd image of dapr.mode: container (default ghcr.io/dapr/daprd:1.15.4)"
+    )
+    g.add_argument("--pre-hooks", type=_hook_names, default=(), help="plugins run before every call")
+    g.add_argument("--post-hooks", type=_hook_names, default=(), help="plugins run after every call")
+
+
+def render_options(args: argparse.Namespace, env: Mapping[str, str]) -> Any:
+    """The controller's and ``funcd render``'s RenderOptions, from flags, else FUNCD_DAPRD_IMAGE."""
+    from funcd_controller.render import RenderOptions
+
+    image = args.daprd_image or env.get("FUNCD_DAPRD_IMAGE") or RenderOptions.daprd_image
+    return RenderOptions(daprd_image=image, pre_hooks=args.pre_hooks, post_hooks=args.post_hooks)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="funcd", description="Run Python functions on Kubernetes, Dapr and KEDA.")
     parser.add_argument("--version", action="version", version=f"funcd {__version__}")
@@ -175,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     render = sub.add_parser("render", help="print the Kubernetes manifests of a Function resource (YAML)")
     render.add_argument("file", help="a Function resource, e.g. function.yaml")
+    for p in (ctl, render):
+        _render_options(p)
 
     dep = sub.add_parser("deploy", help="apply a Function resource and wait until it is Ready")
     dep.add_argument("file", help="a Function resource, e.g. function.yaml")
@@ -366,10 +393,11 @@ def cmd_controller(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         identity = env.get("POD_NAME") or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
         election = (namespace, identity, timing)
     address = (args.health_host, args.health_port)
-    return run(kubeconfig, args.workers, *address, args.resync, election, args.watch_timeout)
+    options = render_options(args, env)
+    return run(kubeconfig, args.workers, *address, args.resync, election, args.watch_timeout, options)
 
 
-def cmd_render(args: argparse.Namespace) -> int:
+def cmd_render(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """Print what the controller would apply for a Function, as multi-document YAML (for GitOps)."""
     import yaml
 
@@ -388,7 +416,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     from funcd_controller.render import render
 
     try:
-        rendered = render(parse_function(data, str(path)))
+        rendered = render(parse_function(data, str(path)), render_options(args, env))
     except ContextError as exc:
         print(f"funcd: error: {exc}", file=sys.stderr)
         return 2
@@ -427,7 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "new":
             return cmd_new(args)
         if args.command == "render":
-            return cmd_render(args)
+            return cmd_render(args, os.environ)
         if args.command == "deploy":
             return cmd_deploy(args, os.environ)
         if args.command == "publish":

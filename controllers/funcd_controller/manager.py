@@ -24,6 +24,7 @@ from typing import Any
 from .apply import INSTANCE, MANAGED_BY
 from .errors import ControllerError, PermanentError, TemporaryError
 from .reconcile import API_VERSION, KIND, Reconciler
+from .render import DEFAULT_OPTIONS, RenderOptions
 
 log = logging.getLogger("funcd_controller")
 
@@ -48,7 +49,8 @@ def child_fingerprint(obj: dict[str, Any]) -> tuple[Any, ...]:
     """What of a workload its Function's status shows (replicas, availability) or that drifted (spec)."""
     md, st = obj.get("metadata") or {}, obj.get("status") or {}
     counts = ("replicas", "availableReplicas", "readyReplicas", "active", "succeeded", "failed")
-    return (md.get("generation"), md.get("deletionTimestamp"), *(st.get(k) for k in counts))
+    progressing = [c.get("reason") for c in st.get("conditions") or [] if c.get("type") == "Progressing"]
+    return (md.get("generation"), md.get("deletionTimestamp"), progressing, *(st.get(k) for k in counts))
 
 
 def backoff(failures: int) -> float:
@@ -375,7 +377,9 @@ def serve_health(
     return server
 
 
-def _connect(api_client: Any, workers: int, resync: float, done: threading.Event) -> Manager | None:
+def _connect(
+    api_client: Any, workers: int, resync: float, options: RenderOptions, done: threading.Event
+) -> Manager | None:
     """A Manager once discovery works and the Function CRD is served (retried with backoff, so that
     the controller may start before the API server or the CRD); None if ``done`` is set first."""
     from kubernetes.dynamic import DynamicClient
@@ -385,7 +389,8 @@ def _connect(api_client: Any, workers: int, resync: float, done: threading.Event
     delay = 0.5
     while not done.is_set():
         try:
-            return Manager(Discovery(DynamicClient(api_client)), workers=workers, resync=resync)
+            dynamic = Discovery(DynamicClient(api_client))
+            return Manager(dynamic, workers=workers, resync=resync, reconciler=Reconciler(dynamic, options))
         except Exception as exc:
             log.warning("cannot discover the API (%s); again in %.1fs", exc, delay)
             done.wait(delay)
@@ -431,6 +436,7 @@ def run(
     resync: float,
     election: tuple[str, str, tuple[float, float, float]] | None = None,
     watch_timeout: int = 60,
+    options: RenderOptions = DEFAULT_OPTIONS,
 ) -> int:
     """``funcd controller``: run until SIGTERM/SIGINT. ``election`` is ``(namespace, identity,
     (lease duration, renew deadline, retry period))`` to run only while holding the Lease."""
@@ -449,7 +455,7 @@ def run(
     holder: list[Manager] = []
     health = serve_health(lambda: holder[0] if holder else None, host, health_port)
     log.info("health on http://%s:%d/healthz and /readyz", host, health.server_address[1])
-    manager = _connect(api_client, workers, resync, done)
+    manager = _connect(api_client, workers, resync, options, done)
     if manager is None:
         health.shutdown()
         return 0

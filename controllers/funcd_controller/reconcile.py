@@ -19,7 +19,7 @@ from functions_framework.model import Function, parse_function
 
 from .apply import INSTANCE, OWNED_KINDS, Applier, key
 from .errors import PermanentError, classify
-from .render import render
+from .render import DEFAULT_OPTIONS, Note, Rendered, RenderOptions, render
 
 log = logging.getLogger("funcd_controller.reconcile")
 
@@ -108,11 +108,94 @@ def _triggers(fn: Function) -> str:
     return ",".join(parts)
 
 
+def workload_replicas(workload: dict[str, Any] | None) -> int:
+    st = (workload or {}).get("status") or {}
+    return int(st.get("replicas") or st.get("active") or 0)
+
+
+def workload_condition(
+    workload: dict[str, Any] | None, scaled_job: bool, timeout: str, generation: int
+) -> dict[str, Any]:
+    """``WorkloadAvailable`` from the workload as stored: available, coming up, scaled to zero, or past
+    its ``timeout``."""
+    if workload is None:
+        if scaled_job:
+            return condition(
+                "WorkloadAvailable", True, "JobsOnDemand", "KEDA creates a Job per event", generation
+            )
+        return condition("WorkloadAvailable", False, "NoWorkload", "no workload is rendered", generation)
+    st = workload.get("status") or {}
+    if workload.get("kind") == "Job":
+        return condition("WorkloadAvailable", True, "JobCreated", "the Job is created", generation)
+    if int(st.get("availableReplicas", st.get("readyReplicas")) or 0) > 0:
+        message = f"{st.get('availableReplicas', st.get('readyReplicas'))} replica(s) available"
+        return condition("WorkloadAvailable", True, "Available", message, generation)
+    stalled = next(
+        (
+            c
+            for c in st.get("conditions") or []
+            if c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded"
+        ),
+        None,
+    )
+    if stalled is not None:
+        within = f"within the timeout ({timeout or '600s'})"
+        message = f"no replica became available {within}: {stalled.get('message', '')}"
+        return condition("WorkloadAvailable", False, "ProgressDeadlineExceeded", message, generation)
+    if (workload.get("spec") or {}).get("replicas") == 0:
+        message = "scaled to zero: no replica runs until its scaler sees work"
+        return condition("WorkloadAvailable", False, "ScaledToZero", message, generation)
+    message = "no replica of the workload is available yet"
+    return condition("WorkloadAvailable", False, "WorkloadUnavailable", message, generation)
+
+
+def ready_condition(available: dict[str, Any]) -> dict[str, Any]:
+    """``Ready`` follows ``WorkloadAvailable``: True once a replica serves, False with why not."""
+    ok = available["status"] == "True"
+    reason = available["reason"]
+    if ok:
+        reason = "Available"
+    elif reason not in ("ProgressDeadlineExceeded", "NoWorkload"):
+        reason = "WorkloadUnavailable"
+    return {**available, "type": "Ready", "reason": reason}
+
+
+def concern_conditions(rendered: Rendered, namespace: str, generation: int) -> list[dict[str, Any]]:
+    """``Rendered``, and ``ScalerReady`` / ``ComponentsReady`` when the Function has a scaler or Dapr
+    components: False with the render notes' reasons, else True with what was applied."""
+    notes: dict[str, list[Note]] = {}
+    for note in rendered.notes:
+        notes.setdefault(note.condition, []).append(note)
+    kinds = [o["kind"] for o in rendered.objects]
+    names = {k: [o["metadata"]["name"] for o in rendered.objects if o["kind"] == k] for k in set(kinds)}
+    out = []
+
+    def add(kind: str, ok_reason: str, ok_message: str) -> None:
+        if kind in notes:
+            message = "; ".join(n.message for n in notes[kind])
+            out.append(condition(kind, False, notes[kind][0].reason, message, generation))
+        else:
+            out.append(condition(kind, True, ok_reason, ok_message, generation))
+
+    add("Rendered", "Applied", f"{len(kinds)} object(s) applied in {namespace}")
+    scalers = names.get("ScaledObject", []) + names.get("ScaledJob", [])
+    if scalers or "ScalerReady" in notes:
+        add("ScalerReady", "ScalerApplied", f"KEDA scales it: {', '.join(scalers)}")
+    components = names.get("Component", [])
+    if components:
+        add("ComponentsReady", "Applied", f"Dapr components applied: {', '.join(components)}")
+    elif "Secret" in names:
+        secret = names["Secret"][0]
+        add("ComponentsReady", "InSecret", f"Dapr components in Secret {secret}, read by the daprd container")
+    return out
+
+
 class Reconciler:
     """Reconciles Functions through the dynamic client."""
 
-    def __init__(self, dynamic: Any) -> None:
+    def __init__(self, dynamic: Any, options: RenderOptions = DEFAULT_OPTIONS) -> None:
         self.dynamic = dynamic
+        self.options = options
         self.applier = Applier(dynamic)
         self.functions = dynamic.resources.get(api_version=API_VERSION, kind=KIND)
 
@@ -143,7 +226,7 @@ class Reconciler:
 
     def _realise(self, obj: dict[str, Any], fn: Function, generation: int, status: dict[str, Any]) -> Result:
         namespace = obj["metadata"]["namespace"]
-        rendered = render(fn)
+        rendered = render(fn, self.options)
         applied = [self.applier.apply(o) for o in rendered.objects]
         keep = {key(o) for o in rendered.objects}
         plan = prune_plan(status, generation, keep)
@@ -151,25 +234,15 @@ class Reconciler:
         if plan.by_label:
             self.applier.prune(namespace, obj["metadata"]["name"], keep, plan.by_label)
         workload = next((a for a in applied if a.get("kind") in WORKLOAD_KINDS), None)
-        replicas, available = self._workload_state(workload)
-        ready = available or (workload is not None and workload.get("kind") == "Job")
+        timeout = fn.spec.serving.timeout if fn.spec.serving else ""
+        scaled_job = any(o["kind"] == "ScaledJob" for o in rendered.objects)
+        available = workload_condition(workload, scaled_job, timeout, generation)
         conditions = [
-            condition(
-                "Ready",
-                ready,
-                "Available" if ready else "WorkloadUnavailable",
-                "the workload has available replicas"
-                if ready
-                else "no replica of the workload is available yet",
-                generation,
-            )
+            ready_condition(available),
+            available,
+            *concern_conditions(rendered, namespace, generation),
         ]
-        by_condition: dict[str, list[Any]] = {}
-        for note in rendered.notes:
-            by_condition.setdefault(note.condition, []).append(note)
-        for kind, notes in by_condition.items():
-            message = "; ".join(n.message for n in notes)
-            conditions.append(condition(kind, False, notes[0].reason, message, generation))
+        replicas = workload_replicas(workload)
         service = next((a for a in applied if a.get("kind") == "Service"), None)
         address = ""
         if service is not None:
@@ -184,15 +257,6 @@ class Reconciler:
         self._write_status(obj, conditions, extra)
         # No polling: the watch on our Deployments brings the Function back when availability changes.
         return Result()
-
-    @staticmethod
-    def _workload_state(workload: dict[str, Any] | None) -> tuple[int, bool]:
-        if workload is None:
-            return 0, False
-        st = workload.get("status") or {}
-        replicas = int(st.get("replicas") or st.get("active") or 0)
-        available = st.get("availableReplicas", st.get("readyReplicas"))
-        return replicas, int(available or 0) > 0
 
     def _write_status(
         self, obj: dict[str, Any], conditions: list[dict[str, Any]], extra: dict[str, Any]

@@ -43,6 +43,7 @@ from .spec import (
 
 __all__ = [
     "DURATION",
+    "duration_seconds",
     "read_component_spec",
     "read_hooks",
     "read_outputs",
@@ -53,6 +54,14 @@ __all__ = [
 
 # A Go duration as Kubernetes writes metav1.Duration: "90s", "1m30s", "0.5h".
 DURATION = re.compile(r"0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+")
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def duration_seconds(text: str) -> float:
+    """Seconds in a duration that ``DURATION`` accepts (Go's syntax, e.g. ``1m30s``)."""
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+
 
 TRIGGERS_FIELDS = ("http", "dapr", "inputs")
 HTTP_TRIGGER_FIELDS = ("port", "route", "engine")

@@ -134,3 +134,28 @@ def test_changes_patch_in_place_and_removals_prune(
     owned = {(o["kind"], o["name"]) for o in fn["status"]["objects"]}
     assert ("ScaledObject", NAME) not in owned and ("Component", events) not in owned, owned
     assert ("Component", orders) in owned and ("Deployment", NAME) in owned, owned
+
+
+def test_a_workload_that_misses_its_timeout_says_so(
+    controller: Proc, kubectl: Kubectl, k8s_namespace: str
+) -> None:
+    """``serving.timeout`` becomes the Deployment's progress deadline; the deployment controller marks
+    it exceeded (no pod becomes available: no node, or an image that is not there) and Ready says so."""
+    ns = k8s_namespace
+    fn = _function(None, "orders", "one", output=False)
+    fn["metadata"]["name"] = "late"
+    fn["spec"]["image"] = "funcd/not-there:1"
+    fn["spec"]["serving"]["timeout"] = "2s"
+    kubectl.apply(fn, "-n", ns)
+    deployment = wait_until(
+        lambda: _get(kubectl, "deployment", "late", ns), "deployment/late", 30, [controller]
+    )
+    assert deployment["spec"]["progressDeadlineSeconds"] == 2
+
+    def stalled() -> dict[str, Any] | None:
+        ready = _ready(kubectl, "late", ns)
+        return ready if ready and ready["reason"] == "ProgressDeadlineExceeded" else None
+
+    ready = wait_until(stalled, "Ready=False with reason ProgressDeadlineExceeded", 60, [controller])
+    assert ready["status"] == "False"
+    assert "within the timeout (2s)" in ready["message"], ready

@@ -24,10 +24,11 @@ from functions_framework.model import Function, Serving, function_context
 from .dapr import dapr_resources, wired_context
 from .keda import scaler
 from .notes import Note, unsupported
+from .options import DEFAULT_OPTIONS, RenderOptions, with_cluster_hooks
 from .standalone import dapr_secret, secret_refs
 from .workload import pod_template, service, workload
 
-__all__ = ["Note", "Rendered", "render", "render_all"]
+__all__ = ["DEFAULT_OPTIONS", "Note", "RenderOptions", "Rendered", "render", "render_all"]
 
 
 @dataclass(frozen=True)
@@ -40,14 +41,15 @@ class Rendered:
     """What reconcile should report; empty when everything was rendered."""
 
 
-def render(fn: Function) -> Rendered:
-    """Render ``fn``. Raises ``ContextError`` (the model's message) when its references do not resolve."""
+def render(fn: Function, options: RenderOptions = DEFAULT_OPTIONS) -> Rendered:
+    """Render ``fn`` with the cluster's ``options``. Raises ``ContextError`` (the model's message) when
+    its references do not resolve."""
     serving = fn.spec.serving or Serving()
-    ctx = function_context(fn)
+    ctx = with_cluster_hooks(fn, function_context(fn), options)
     wired = wired_context(fn, ctx)
     container_mode = wired.uses_dapr and serving.dapr.mode == "container"
     dapr_objects = dapr_resources(fn, wired) if wired.uses_dapr or serving.pubsub or serving.bindings else []
-    template = pod_template(fn, wired, dapr_objects)
+    template = pod_template(fn, wired, dapr_objects, options.daprd_image)
     scale = scaler(fn, ctx, template)
     notes = unsupported(fn)
     if scale.problems:
@@ -77,6 +79,6 @@ def render(fn: Function) -> Rendered:
     return Rendered(tuple(objects), tuple(notes))
 
 
-def render_all(fn: Function) -> list[dict[str, Any]]:
-    """The objects of ``fn`` in apply order (``render(fn).objects``)."""
-    return list(render(fn).objects)
+def render_all(fn: Function, options: RenderOptions = DEFAULT_OPTIONS) -> list[dict[str, Any]]:
+    """The objects of ``fn`` in apply order (``render(fn, options).objects``)."""
+    return list(render(fn, options).objects)

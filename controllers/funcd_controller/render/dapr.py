@@ -20,7 +20,6 @@ from .merge import plain_copy
 from .meta import app_id, component_object_name, object_meta
 
 __all__ = [
-    "DAPRD_IMAGE",
     "app_port",
     "dapr_annotations",
     "dapr_resources",
@@ -28,8 +27,6 @@ __all__ = [
     "wired_context",
 ]
 
-DAPRD_IMAGE = "ghcr.io/dapr/daprd:1.15.4"
-"""The daprd image of ``dapr.mode: container``; the same Dapr version the tests run."""
 DAPR_HTTP_PORT = 3500
 DAPR_GRPC_PORT = 50001
 DAPR_METRICS_PORT = 9090

@@ -14,7 +14,6 @@ from .dapr import (
     DAPR_GRPC_PORT,
     DAPR_HTTP_PORT,
     DAPR_METRICS_PORT,
-    DAPRD_IMAGE,
     HEALTH_PROBE_INTERVAL,
     HEALTH_THRESHOLD,
     READY_PATH,
@@ -64,7 +63,9 @@ def dapr_secret(fn: Function, resources: list[dict[str, Any]]) -> dict[str, Any]
     }
 
 
-def daprd_container(fn: Function, ctx: FunctionContext, security: dict[str, Any]) -> dict[str, Any]:
+def daprd_container(
+    fn: Function, ctx: FunctionContext, security: dict[str, Any], image: str
+) -> dict[str, Any]:
     """daprd in standalone mode, calling the function (when it has inputs) over the pod's loopback."""
     args = [
         "--mode", "standalone",
@@ -99,7 +100,7 @@ def daprd_container(fn: Function, ctx: FunctionContext, security: dict[str, Any]
 
     return {
         "name": "daprd",
-        "image": DAPRD_IMAGE,
+        "image": image,
         "command": ["/daprd"],
         "args": args,
         "ports": [

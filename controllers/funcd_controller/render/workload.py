@@ -4,9 +4,11 @@ template), as a Deployment, StatefulSet or Job, and the Service of the HTTP trig
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from functions_framework.model import DEFAULT_HTTP_PORT, Function, FunctionContext, Serving, dump_context
+from functions_framework.model.sections import duration_seconds
 
 from .dapr import DAPR_GRPC_PORT, DAPR_HTTP_PORT, dapr_annotations
 from .merge import merge
@@ -71,7 +73,9 @@ def _function_container(
     }
 
 
-def pod_template(fn: Function, ctx: FunctionContext, dapr_objects: list[dict[str, Any]]) -> dict[str, Any]:
+def pod_template(
+    fn: Function, ctx: FunctionContext, dapr_objects: list[dict[str, Any]], daprd_image: str
+) -> dict[str, Any]:
     """The pod template: labels, Dapr annotations (user annotations win), the spec merged with the
     user's ``template``."""
     serving = fn.spec.serving or Serving()
@@ -81,7 +85,7 @@ def pod_template(fn: Function, ctx: FunctionContext, dapr_objects: list[dict[str
     containers = [_function_container(fn, ctx, serving, container_mode)]
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
     if container_mode:
-        containers.append(daprd_container(fn, ctx, container_security()))
+        containers.append(daprd_container(fn, ctx, container_security(), daprd_image))
         volumes += daprd_volumes(fn, ctx, dapr_objects)
     spec: dict[str, Any] = {
         "securityContext": {
@@ -119,6 +123,8 @@ def workload(fn: Function, template: dict[str, Any], replicas: int | None) -> di
     spec: dict[str, Any] = {}
     if replicas is not None:
         spec["replicas"] = replicas
+    if serving.timeout and kind == "Deployment":
+        spec["progressDeadlineSeconds"] = max(1, math.ceil(duration_seconds(serving.timeout)))
     spec["selector"] = {"matchLabels": selector_labels(fn)}
     if kind == "StatefulSet":
         spec["serviceName"] = fn.metadata.name
