@@ -58,9 +58,11 @@ stack = _load_stack()
 EPOCH = 0
 """Every timestamp in the images (SOURCE_DATE_EPOCH for mmdebstrap, layer mtimes, config ``created``)."""
 SUITE, MIRROR = "bookworm", "http://deb.debian.org/debian"
-PACKAGES = ("python3", "ca-certificates", "usr-is-merged")
-"""Installed on top of mmdebstrap's ``essential`` variant (apt is not needed at run time).
-``usr-is-merged`` keeps apt from choosing ``usrmerge`` (and with it perl, 45 MB) for init-system-helpers."""
+PACKAGES = ("python3", "ca-certificates")
+"""Installed on top of mmdebstrap's ``essential`` variant (apt is not needed at run time)."""
+HOOKS = ("/usr/share/mmdebstrap/hooks/merged-usr",)
+"""merged-/usr the debootstrap way, with ``usr-is-merged``: without it init-system-helpers pulls in
+``usrmerge`` and with it perl (45 MB)."""
 DPKG_EXCLUDES = (
     "path-exclude=/usr/share/man/*",
     "path-exclude=/usr/share/doc/*",
@@ -84,7 +86,9 @@ ENV = (
     f"PYTHONPATH={names.FUNCTION_SITE}",
     "HOME=/tmp",
 )
-ENTRYPOINT_SCRIPT = "#!/usr/bin/python3\nimport sys\n\nfrom functions_framework.cli import main\n\nsys.exit(main())\n"
+ENTRYPOINT_SCRIPT = (
+    "#!/usr/bin/python3\nimport sys\n\nfrom functions_framework.cli import main\n\nsys.exit(main())\n"
+)
 
 
 class ImageBuildFailed(RuntimeError):
@@ -103,7 +107,9 @@ def images_dir() -> Path:
 def _run(cmd: list[str], **kw: object) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, **kw)  # type: ignore[call-overload]
     if proc.returncode != 0:
-        raise ImageBuildFailed(f"`{' '.join(cmd[:4])} ...` failed (exit {proc.returncode}): {proc.stderr[-3000:]}")
+        raise ImageBuildFailed(
+            f"`{' '.join(cmd[:4])} ...` failed (exit {proc.returncode}): {proc.stderr[-3000:]}"
+        )
 
 
 def _hash(*parts: bytes) -> str:
@@ -115,7 +121,8 @@ def _hash(*parts: bytes) -> str:
 
 def base_key() -> str:
     """The root filesystem's inputs: suite, mirror, packages, dpkg filters, customize commands."""
-    return _hash(repr((SUITE, MIRROR, "essential", PACKAGES, DPKG_EXCLUDES, CUSTOMIZE, EPOCH)).encode())
+    inputs = (SUITE, MIRROR, "essential", PACKAGES, HOOKS, DPKG_EXCLUDES, CUSTOMIZE, EPOCH)
+    return _hash(repr(inputs).encode())
 
 
 def sources_digest() -> bytes:
@@ -131,7 +138,13 @@ def sources_digest() -> bytes:
 
 def runtime_key() -> str:
     """The runtime image's inputs: the base, funcd's sources, the pins, how the image is configured."""
-    return _hash(base_key().encode(), sources_digest(), PINS.read_bytes(), repr(ENV).encode(), ENTRYPOINT_SCRIPT.encode())
+    return _hash(
+        base_key().encode(),
+        sources_digest(),
+        PINS.read_bytes(),
+        repr(ENV).encode(),
+        ENTRYPOINT_SCRIPT.encode(),
+    )
 
 
 def build_rootfs(out: Path) -> None:
@@ -140,6 +153,7 @@ def build_rootfs(out: Path) -> None:
     cmd = [
         stack.binary("mmdebstrap").as_posix(), f"--mode={mode}", "--variant=essential", "--format=tar",
         f"--include={','.join(PACKAGES)}", *(f"--dpkgopt={o}" for o in DPKG_EXCLUDES),
+        *(f"--hook-dir={h}" for h in HOOKS),
         *(f"--customize-hook={c}" for c in CUSTOMIZE), SUITE, str(out), MIRROR,
     ]  # fmt: skip
     _run(cmd, env=dict(os.environ, SOURCE_DATE_EPOCH=str(EPOCH)))
@@ -284,7 +298,9 @@ ARCHIVES = {"runtime": runtime_image_archive, "daprd": daprd_image_archive}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("images", nargs="*", help="runtime, daprd (default: both)")
     parser.add_argument("--print-path", choices=list(ARCHIVES), help="print an archive's path (building it)")
     parser.add_argument("--lock", action="store_true", help="rewrite images/requirements.txt and exit")
@@ -301,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         for name in args.images or list(ARCHIVES):
             path = ARCHIVES[name]()
-            log(f"{name}: {path} ({', '.join(names.RUNTIME_REFS if name == 'runtime' else (names.DAPRD_REF,))})")
+            refs = names.RUNTIME_REFS if name == "runtime" else (names.DAPRD_REF,)
+            log(f"{name}: {path} ({', '.join(refs)})")
     except (ImageBuildFailed, stack.MissingBinary) as exc:
         log(f"error: {exc}")
         return 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -104,7 +105,7 @@ class Archive:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.tar = tarfile.open(path)
+        self.tar = tarfile.open(path)  # noqa: SIM115 (closed by close())
         self.index = self.json("index.json")
         self.manifest = self.blob_json(self.index["manifests"][0]["digest"])
         self.config = self.blob_json(self.manifest["config"]["digest"])
@@ -128,3 +129,49 @@ class Archive:
 
     def close(self) -> None:
         self.tar.close()
+
+
+# ---------------------------------------------------------------------------------------- real images
+
+images = load_module("funcd_images_build", ROOT / "images" / "build.py")
+
+
+def runtime_image_archive() -> Path:
+    """The runtime image archive (``funcd:<version>``, ``funcd:latest``); built when not cached."""
+    path: Path = images.runtime_image_archive()
+    return path
+
+
+def daprd_image_archive() -> Path:
+    """The daprd image archive (``funcd-daprd:<version>``), from the testbin daprd."""
+    path: Path = images.daprd_image_archive()
+    return path
+
+
+def unpack(archive: Path, ref: str, dest: Path) -> Path:
+    """Unpack one image of an OCI archive with umoci; returns the bundle (``rootfs/``, ``config.json``)."""
+    layout = dest / "layout"
+    layout.mkdir(parents=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(layout, filter="data")
+    rootless = [] if os.geteuid() == 0 else ["--rootless"]
+    umoci("unpack", *rootless, "--image", f"{layout}:{ref}", str(dest / "bundle"))
+    return dest / "bundle"
+
+
+def rootfs_python(rootfs: Path) -> tuple[list[str], dict[str, str]]:
+    """The command and environment that run the image's own python3 from an unpacked rootfs, without a
+    chroot: the image's dynamic loader and libraries, PYTHONHOME at the image's /usr, PYTHONPATH as in
+    the image (with the rootfs prefix)."""
+    loader = rootfs / "usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
+    libs = rootfs / "usr/lib/x86_64-linux-gnu"
+    cmd = [str(loader), "--library-path", str(libs), str(rootfs / "usr/bin/python3")]
+    env = {
+        "PYTHONHOME": str(rootfs / "usr"),
+        "PYTHONPATH": str(rootfs / names.FUNCTION_SITE.strip("/")),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "HOME": "/tmp",
+        "PATH": "/usr/bin:/bin",
+    }
+    return cmd, env

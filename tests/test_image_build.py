@@ -1,4 +1,4 @@
-"""``funcd build``: argument errors, layer contents, reproducibility, requirements, on a fake base made by umoci."""
+"""``funcd build``: argument errors, layer contents, reproducibility, requirements (fake base by umoci)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from funcd_controller.image import ImageBuildError, build_function_image, names, parse_ref
 
 from functions_framework.cli import main
-from funcd_controller.image import ImageBuildError, build_function_image, names, parse_ref
 from tests.image_support import Archive, make_fake_base, make_wheel, umoci
 from tests.support import run_cli, write_function
 
@@ -121,13 +121,17 @@ def test_function_layer_on_the_base(folder: Path, base: Path, tmp_path: Path, ca
     printed = capsys.readouterr().out
     archive = Archive(out)
     entry = archive.index["manifests"][0]
-    assert entry["annotations"] == {names.REF_NAME: "hello:1", names.CONTAINERD_NAME: "docker.io/library/hello:1"}
+    assert entry["annotations"] == {
+        names.REF_NAME: "hello:1",
+        names.CONTAINERD_NAME: "docker.io/library/hello:1",
+    }
     assert entry["digest"] in printed
     assert entry["platform"] == {"os": "linux", "architecture": "amd64"}
     based = Archive(base)
     assert archive.manifest["layers"][:-1] == based.manifest["layers"]  # the base's layers, unchanged
-    assert archive.manifest["annotations"]["org.opencontainers.image.base.digest"] == (
-        based.index["manifests"][0]["digest"]
+    assert (
+        archive.manifest["annotations"]["org.opencontainers.image.base.digest"]
+        == (based.index["manifests"][0]["digest"])
     )
     layer = archive.layer(-1)
     members = {m.name: m for m in layer.getmembers()}
@@ -144,7 +148,10 @@ def test_function_layer_on_the_base(folder: Path, base: Path, tmp_path: Path, ca
     assert f is not None and f.read().decode() == HELLO
     # The config: the base's, with the layer's diff_id appended; the digests check out.
     raw = archive.blob(archive.manifest["layers"][-1]["digest"])
-    assert archive.config["rootfs"]["diff_ids"][-1] == "sha256:" + hashlib.sha256(gzip.decompress(raw)).hexdigest()
+    assert (
+        archive.config["rootfs"]["diff_ids"][-1]
+        == "sha256:" + hashlib.sha256(gzip.decompress(raw)).hexdigest()
+    )
     assert len(archive.config["rootfs"]["diff_ids"]) == len(archive.manifest["layers"])
     assert archive.config["config"]["Entrypoint"] == ["funcd", "run"]
     assert archive.config["config"]["WorkingDir"] == "/function"
@@ -201,7 +208,9 @@ def test_umoci_unpacks_the_archive(folder: Path, base: Path, tmp_path: Path) -> 
 
 
 def offline_requirements(folder: Path, wheels: Path, *lines: str) -> None:
-    (folder / "requirements.txt").write_text(f"--no-index\n--find-links {wheels}\n" + "".join(f"{x}\n" for x in lines))
+    (folder / "requirements.txt").write_text(
+        f"--no-index\n--find-links {wheels}\n" + "".join(f"{x}\n" for x in lines)
+    )
 
 
 def test_requirements_go_into_their_own_layer_without_what_the_base_has(

@@ -26,7 +26,6 @@ from typing import Any
 
 from . import names
 from .errors import ImageBuildError, ImageInputError
-from .refs import ImageRef, parse_ref
 from .oci import (
     CONFIG,
     INDEX,
@@ -42,9 +41,11 @@ from .oci import (
     write_archive,
     write_layer,
 )
+from .refs import ImageRef, parse_ref
 
 SKIP = frozenset({".git", "__pycache__", ".venv", "venv", ".pytest_cache", ".mypy_cache", ".ruff_cache"})
 """Names left out of the function layer, at any depth (with every ``*.pyc``)."""
+
 
 @dataclass(frozen=True)
 class BuildResult:
@@ -73,12 +74,15 @@ def check_function(folder: Path, target: str) -> Path:
     try:
         tree = ast.parse(main.read_bytes(), str(main))
     except SyntaxError as exc:
-        raise ImageInputError(f"{main}:{exc.lineno}: expected Python source, got a syntax error: {exc.msg}") from None
+        raise ImageInputError(
+            f"{main}:{exc.lineno}: expected Python source, got a syntax error: {exc.msg}"
+        ) from None
     defined = _top_level_names(tree)
     if target not in defined:
         found = ", ".join(sorted(defined)) or "none"
         raise ImageInputError(
-            f"{main}: expected a function named {target!r}, found top-level names: {found} (choose with --target)"
+            f"{main}: expected a function named {target!r}, found top-level names: {found} "
+            "(choose with --target)"
         )
     return main
 
@@ -135,7 +139,7 @@ def build_function_image(
         new.append(write_layer(tree_entries(folder, names.FUNCTION_DIR, SKIP), work, epoch))
         config = _config(image, new, epoch, target)
         config_desc, config_blob = json_blob(config)
-        manifest = {
+        manifest: dict[str, Any] = {
             "schemaVersion": 2,
             "mediaType": MANIFEST,
             "config": {"mediaType": CONFIG, **config_desc},
@@ -182,7 +186,9 @@ def _config(image: BaseImage, new: list[Layer], epoch: int, target: str | None) 
 
 def wheel_platforms(machine: str | None = None) -> list[str]:
     """``--platform`` values for a glibc 2.36 (Debian bookworm) image on this machine's architecture."""
-    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(machine or platform.machine(), machine or platform.machine())
+    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(
+        machine or platform.machine(), machine or platform.machine()
+    )
     return [
         *(f"manylinux_2_{minor}_{arch}" for minor in range(36, 16, -1)),
         f"manylinux2014_{arch}",

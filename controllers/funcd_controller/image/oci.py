@@ -89,7 +89,7 @@ class BaseImage:
         name = "blobs/" + digest.replace(":", "/", 1)
         if self.source.is_dir():
             return (self.source / name).open("rb")
-        tar = tarfile.open(self.source, "r:")
+        tar = tarfile.open(self.source, "r:")  # noqa: SIM115 (the member's file keeps it open)
         member = tar.extractfile(name)
         if member is None:
             raise ImageInputError(f"{self.source}: expected blob {name} in the archive, found none")
@@ -116,15 +116,17 @@ def read_image(source: Path, ref: str | None = None) -> BaseImage:
     if not source.exists():
         raise ImageInputError(f"base image {source}: expected an OCI archive (make image), found nothing")
     try:
-        tar = None if source.is_dir() else tarfile.open(source, "r:")
+        tar = None if source.is_dir() else tarfile.open(source, "r:")  # noqa: SIM115 (closed below)
     except tarfile.TarError:
-        raise ImageInputError(f"base image {source}: expected an OCI archive (a tar), found another file") from None
+        raise ImageInputError(
+            f"base image {source}: expected an OCI archive (a tar), found another file"
+        ) from None
     try:
         index = json.loads(_read_member(source, tar, "index.json"))
         entries = [m for m in index.get("manifests", []) if m.get("mediaType") == MANIFEST]
         if ref is not None:
             entries = [m for m in entries if (m.get("annotations") or {}).get(REF_NAME) == ref]
-        if len(entries) != 1:
+        if len({m.get("digest") for m in entries}) != 1:  # one image, perhaps under several names
             names = [(m.get("annotations") or {}).get(REF_NAME, "?") for m in index.get("manifests", [])]
             want = f"an image named {ref!r}" if ref else "exactly one image"
             raise ImageInputError(f"base image {source}: expected {want}, found {names or 'none'}")
@@ -133,7 +135,9 @@ def read_image(source: Path, ref: str | None = None) -> BaseImage:
         config_digest = manifest["config"]["digest"]
         config = json.loads(_read_member(source, tar, "blobs/" + config_digest.replace(":", "/", 1)))
     except (ValueError, KeyError, TypeError) as exc:
-        raise ImageInputError(f"base image {source}: expected OCI index, manifest and config JSON, got {exc!r}") from None
+        raise ImageInputError(
+            f"base image {source}: expected OCI index, manifest and config JSON, got {exc!r}"
+        ) from None
     finally:
         if tar is not None:
             tar.close()
@@ -222,7 +226,7 @@ def write_layer(entries: Iterable[Entry], workdir: Path, epoch: int, uid: int = 
     path = Path(name)
     with os.fdopen(fd, "wb") as raw:
         zipped = _HashingWriter(raw)
-        with gzip.GzipFile(filename="", mode="wb", fileobj=zipped, mtime=0, compresslevel=6) as gz:  # type: ignore[arg-type]
+        with gzip.GzipFile(filename="", mode="wb", fileobj=zipped, mtime=0, compresslevel=6) as gz:  # type: ignore[call-overload]
             plain = _HashingWriter(gz)  # type: ignore[arg-type]
             with tarfile.open(fileobj=plain, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
                 for entry in entries:
@@ -296,6 +300,7 @@ def archive_layout(layout: Path, output: Path) -> None:
         if REF_NAME in annotations:
             annotations[CONTAINERD_NAME] = parse_ref(annotations[REF_NAME]).qualified
     blobs = [
-        Blob("sha256:" + p.name, p.stat().st_size, path=p) for p in sorted((layout / "blobs" / "sha256").iterdir())
+        Blob("sha256:" + p.name, p.stat().st_size, path=p)
+        for p in sorted((layout / "blobs" / "sha256").iterdir())
     ]
     write_archive(output, index, blobs, None)
