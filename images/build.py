@@ -27,6 +27,7 @@ import gzip
 import hashlib
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -169,6 +170,7 @@ def base_rootfs() -> Path:
         tmp = path.with_name(f".{path.name}.tmp")
         build_rootfs(tmp)
         tmp.replace(path)
+        _drop_others(path, "rootfs-*.tar")
         log(f"root filesystem: {path.stat().st_size / 1e6:.0f} MB in {time.monotonic() - started:.0f}s")
     return path
 
@@ -217,9 +219,15 @@ def _publish(keyed: Path, stable: Path) -> None:
     tmp.unlink(missing_ok=True)
     os.link(keyed, tmp)
     tmp.replace(stable)
-    prefix = keyed.name.rsplit("-", 1)[0]
-    for old in stable.parent.glob(f"{prefix}-*.oci.tar"):
-        if old != keyed and old.name.rsplit("-", 1)[0] == prefix:
+    _drop_others(keyed, f"{keyed.name.rsplit('-', 1)[0]}-*.oci.tar", keep=stable)
+
+
+def _drop_others(current: Path, pattern: str, keep: Path | None = None) -> None:
+    """Remove older cached builds (other keys) matching ``pattern`` next to ``current``."""
+    for old in current.parent.glob(pattern):
+        if old not in (current, keep) and re.fullmatch(
+            r"[0-9a-f]{16}", old.name.split(".")[0].rsplit("-")[-1]
+        ):
             old.unlink()
 
 
