@@ -145,6 +145,7 @@ def runtime_key() -> str:
         PINS.read_bytes(),
         repr(ENV).encode(),
         ENTRYPOINT_SCRIPT.encode(),
+        Path(__file__).read_bytes(),
     )
 
 

@@ -209,6 +209,14 @@ def pip_install(args: list[str], target: Path, python: str, what: str) -> None:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-6:]
         raise ImageBuildError(f"pip could not install {what} (exit {proc.returncode}): " + " | ".join(tail))
     shutil.rmtree(target / "bin", ignore_errors=True)  # console scripts would point at this machine's Python
+    for direct in target.glob("*.dist-info/direct_url.json"):  # names a file on this machine
+        direct.unlink()
+        record = direct.parent / "RECORD"
+        if record.is_file():
+            lines = record.read_text().splitlines(keepends=True)
+            record.write_text(
+                "".join(x for x in lines if not x.startswith(f"{direct.parent.name}/direct_url"))
+            )
 
 
 def compile_site(site: Path, inside: str, python: str) -> None:
