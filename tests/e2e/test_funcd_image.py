@@ -93,6 +93,15 @@ def test_hello_http_builds_the_same_twice_and_serves_from_the_image(runtime: Pat
     rootfs = bundle / "rootfs"
     assert (rootfs / "function" / "main.py").read_bytes() == (SAMPLES / "hello-http" / "main.py").read_bytes()
     python, env = rootfs_python(rootfs)
+    # The same image runs the controller (manifests/controller/deployment.yaml: funcd:latest).
+    help_ = subprocess.run(
+        [*python, str(rootfs / "usr/local/bin/funcd"), "controller", "--help"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert help_.returncode == 0 and "--leader-elect" in help_.stdout, help_.stderr
     # The image's entrypoint script, run as the image would: `funcd run` in /function, no path given.
     cmd = [*python, str(rootfs / "usr/local/bin/funcd"), "run", "--host", "127.0.0.1", "--port", "0"]
     proc = subprocess.Popen(
