@@ -190,9 +190,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     bld = sub.add_parser("build", help="build a function folder into an OCI image archive (no daemon)")
     bld.add_argument("folder", help="the function's folder: main.py, optional requirements.txt")
-    bld.add_argument("--tag", required=True, help="the image's name, NAME:TAG (e.g. hello:1)")
-    bld.add_argument("--output", "-o", help="the archive to write (default: NAME-TAG.oci.tar)")
-    bld.add_argument("--base", help="the runtime image archive (default: the one `make image` built)")
+    bld.add_argument(
+        "--tag", required=True, metavar="NAME:TAG", help="the image's name, NAME:TAG (e.g. hello:1)"
+    )
+    bld.add_argument(
+        "--output", "-o", metavar="FILE", help="the archive to write (default: NAME-TAG.oci.tar)"
+    )
+    bld.add_argument(
+        "--base", metavar="ARCHIVE", help="the runtime image archive (default: the one `make image` built)"
+    )
     bld.add_argument("--target", help="the function to serve (default handler); sets FUNCTION_TARGET")
 
     new = sub.add_parser("new", help="scaffold a function with a test")
