@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from .errors import ImageInputError
 from .names import CONTAINERD_NAME, REF_NAME
@@ -156,13 +156,16 @@ def layer_names(image: BaseImage) -> Iterator[tuple[str, tarfile.TarInfo]]:
 # ------------------------------------------------------------------------------------------ writing
 
 
+EntryKind = Literal["dir", "file", "symlink"]
+
+
 @dataclass(frozen=True)
 class Entry:
     """One entry of a layer: a directory, a file (copied from ``source``) or a symlink."""
 
     path: str
     """Path inside the image, without the leading ``/``."""
-    kind: str
+    kind: EntryKind
     """``dir``, ``file`` or ``symlink``."""
     source: Path | None = None
     """The file to copy (``file``)."""
