@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo demo-pubsub test test-fast check lint typecheck bench testbin clean
+.PHONY: install demo demo-pubsub test test-fast check lint typecheck bench testbin image clean
 
 install: $(STAMP)
 
@@ -45,6 +45,12 @@ bench: install
 
 testbin: install
 	$(PY) testbin/build.py
+
+# The runtime image (funcd:<version>, funcd:latest) and the daprd image (funcd-daprd:<version>) as OCI
+# archives in ~/.cache/funcd-testbin/images/, without a daemon: mmdebstrap + umoci (installed with apt-get).
+image: install
+	$(PY) testbin/build.py mmdebstrap umoci daprd
+	$(PY) images/build.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

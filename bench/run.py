@@ -18,7 +18,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 
 # name → module: one benchmark each.
-BENCHMARKS = {"http": "http_bench", "dapr": "dapr_bench", "controller": "controller_bench"}
+BENCHMARKS = {
+    "http": "http_bench",
+    "dapr": "dapr_bench",
+    "controller": "controller_bench",
+    "image": "image_bench",
+}
 # The benchmarks that load servers with wrk.
 NEEDS_WRK = {"http", "dapr"}
 

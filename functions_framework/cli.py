@@ -215,6 +215,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=_seconds("timeout"), default=120.0, help="seconds to wait for Ready (default 120)"
     )
 
+    bld = sub.add_parser("build", help="build a function folder into an OCI image archive (no daemon)")
+    bld.add_argument("folder", help="the function's folder: main.py, optional requirements.txt")
+    bld.add_argument(
+        "--tag", required=True, metavar="NAME:TAG", help="the image's name, NAME:TAG (e.g. hello:1)"
+    )
+    bld.add_argument(
+        "--output", "-o", metavar="FILE", help="the archive to write (default: NAME-TAG.oci.tar)"
+    )
+    bld.add_argument(
+        "--base", metavar="ARCHIVE", help="the runtime image archive (default: the one `make image` built)"
+    )
+    bld.add_argument("--target", help="the function to serve (default handler); sets FUNCTION_TARGET")
+
     new = sub.add_parser("new", help="scaffold a function with a test")
     new.add_argument("name", help="folder to create")
     new.add_argument("--template", choices=("http",), default="http", help="what to scaffold")
@@ -434,6 +447,21 @@ def cmd_deploy(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return deploy(args.file, kubeconfig, args.namespace, args.timeout)
 
 
+def cmd_build(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """``funcd build``: the function on the runtime image, as an OCI archive (funcd_controller.image)."""
+    from funcd_controller.image import build_function_image
+    from funcd_controller.image.names import RUNTIME_ARCHIVE
+
+    base = Path(args.base) if args.base else testbin_cache(env) / "images" / RUNTIME_ARCHIVE
+    epoch_text = env.get("SOURCE_DATE_EPOCH", "0")
+    if not epoch_text.isdigit():
+        raise UsageError(f"SOURCE_DATE_EPOCH: expected whole seconds since 1970, got {epoch_text!r}")
+    output = Path(args.output) if args.output else None
+    built = build_function_image(Path(args.folder), args.tag, base, output, args.target, int(epoch_text))
+    print(f"{built.output}: {built.ref.name} {built.digest} ({built.size} bytes, {built.layers} layers)")
+    return 0
+
+
 def cmd_new(args: argparse.Namespace) -> int:
     from .scaffold import scaffold
 
@@ -452,6 +480,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_run(args, os.environ)
         if args.command == "controller":
             return cmd_controller(args, os.environ)
+        if args.command == "build":
+            return cmd_build(args, os.environ)
         if args.command == "new":
             return cmd_new(args)
         if args.command == "render":

@@ -192,6 +192,18 @@ RECIPES: dict[str, GoRecipe | AptRecipe] = {
             binaries={"redis-server": "/usr/bin/redis-server", "redis-cli": "/usr/bin/redis-cli"},
             why="Debian bookworm's redis-server (7.0).",
         ),
+        AptRecipe(
+            name="mmdebstrap",
+            package="mmdebstrap",
+            binaries={"mmdebstrap": "/usr/bin/mmdebstrap"},
+            why="Debian bookworm's mmdebstrap: the runtime image's root filesystem, without a daemon.",
+        ),
+        AptRecipe(
+            name="umoci",
+            package="umoci",
+            binaries={"umoci": "/usr/bin/umoci"},
+            why="Debian bookworm's umoci: packs and unpacks OCI image layouts, without a daemon or root.",
+        ),
     )
 }
 
