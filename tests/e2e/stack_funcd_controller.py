@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.e2e.stack_funcd_pods import DAPRD_IMAGE
 from tests.e2e.stack_kube import KubeAPIServer, Kubectl
 from tests.e2e.stack_procs import HOST, Proc, free_port, http_status, start, wait_until
 from tests.support import FUNCD, ROOT
@@ -89,6 +90,8 @@ def controller(
             str(port),
             "--resync",
             "2",
+            "--daprd-image",
+            DAPRD_IMAGE,  # the slim daprd imported into the e2e node (stack_funcd_pods)
         ],
         workdir / "logs",
     )

@@ -1,0 +1,140 @@
+"""Functions in real pods: sample images built with ``funcd build`` and imported into the e2e node, a
+restricted namespace, and the samples' own ``function.yaml`` wired to the session Redis.
+
+Fixtures (registered in conftest):
+    pod_images        session  PodImages: .daprd and .function(sample, tag) -> the stored image name
+    restricted_ns     function a fresh namespace labelled pod-security.kubernetes.io/enforce=restricted
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.e2e.stack_kube import Kubectl
+from tests.e2e.stack_node import Node
+from tests.e2e.stack_redis import RedisServer
+
+ROOT = Path(__file__).resolve().parents[2]
+DAPRD_IMAGE = "funcd.local/daprd:1.15.4"
+"""The name the e2e node stores the slim daprd image under; the controller fixture renders it."""
+
+
+@dataclass
+class PodImages:
+    """Images built here and imported into the node, by sample and tag."""
+
+    node: Node
+    workdir: Path
+    daprd: str = ""
+    built: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def function(self, sample: str, tag: str = "1") -> str:
+        """``samples/<sample>`` built with ``funcd build`` as ``funcd.local/<sample>:<tag>``, imported."""
+        key = (sample, tag)
+        if key not in self.built:
+            from funcd_controller.image import build_function_image
+
+            from tests.image_support import runtime_image_archive
+
+            name = f"funcd.local/{sample}:{tag}"
+            out = self.workdir / f"{sample}-{tag}.oci.tar"
+            build_function_image(ROOT / "samples" / sample, name, runtime_image_archive(), output=out)
+            self.built[key] = self.node.import_image(out, name)
+        return self.built[key]
+
+
+@pytest.fixture(scope="session")
+def pod_images(node: Node, tmp_path_factory: Any) -> PodImages:
+    from tests.image_support import daprd_image_archive
+
+    images = PodImages(node, tmp_path_factory.mktemp("pod-images"))
+    images.daprd = node.import_image(daprd_image_archive(), DAPRD_IMAGE)
+    return images
+
+
+@pytest.fixture
+def restricted_ns(kubectl: Kubectl) -> Iterator[str]:
+    name = f"pods-{uuid.uuid4().hex[:8]}"
+    kubectl("create", "namespace", name)
+    kubectl("label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted")
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def sample_function(sample: str, image: str, redis: str = "") -> dict[str, Any]:
+    """The sample's own ``function.yaml`` with ``image`` and, for its Redis components, ``redis``
+    (``host:port`` as pods reach it)."""
+    fn: dict[str, Any] = yaml.safe_load((ROOT / "samples" / sample / "function.yaml").read_text())
+    fn = copy.deepcopy(fn)
+    fn["spec"]["image"] = image
+    serving = fn["spec"].setdefault("serving", {})
+    for section in ("pubsub", "bindings"):
+        for spec in (serving.get(section) or {}).values():
+            _set_redis(spec, redis)
+    for state in (serving.get("states") or {}).values():
+        _set_redis(state.get("spec") or {}, redis)
+    return fn
+
+
+def _set_redis(spec: dict[str, Any], redis: str) -> None:
+    for item in spec.get("metadata") or []:
+        if item.get("name") == "redisHost":
+            item["value"] = redis
+
+
+def pods(kubectl: Kubectl, ns: str, instance: str) -> list[dict[str, Any]]:
+    listed = kubectl.json("get", "pods", "-n", ns, "-l", f"app.kubernetes.io/instance={instance}")
+    return list(listed.get("items") or [])
+
+
+def pod_is_ready(pod: dict[str, Any]) -> bool:
+    status = pod.get("status") or {}
+    ready = any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions") or [])
+    return bool(ready and status.get("phase") == "Running" and not pod["metadata"].get("deletionTimestamp"))
+
+
+def endpoints(kubectl: Kubectl, ns: str, service: str) -> list[str]:
+    """``ip:port`` of the Service's ready endpoints, from its EndpointSlices."""
+    slices = kubectl.json("get", "endpointslices", "-n", ns, "-l", f"kubernetes.io/service-name={service}")
+    out = []
+    for s in slices.get("items") or []:
+        port = (s.get("ports") or [{}])[0].get("port")
+        for ep in s.get("endpoints") or []:
+            if (ep.get("conditions") or {}).get("ready") and port:
+                out.extend(f"{ip}:{port}" for ip in ep.get("addresses") or [])
+    return out
+
+
+def stream_events(redis: RedisServer, stream: str) -> list[dict[str, Any]]:
+    """The CloudEvents on a Dapr Redis stream (XRANGE), oldest first."""
+    out = []
+    for _id, fields in redis.command("XRANGE", stream, "-", "+") or []:
+        values = dict(zip(fields[::2], fields[1::2], strict=True))
+        raw = values.get(b"data") or values.get("data")
+        if raw is not None:
+            out.append(json.loads(raw))
+    return out
+
+
+def xadd_order(redis: RedisServer, stream: str, n: int, customer: str) -> None:
+    """An order CloudEvent on the stream, as another publisher through Dapr would put it."""
+    ce = {
+        "specversion": "1.0",
+        "id": f"order-{n}",
+        "source": "e2e",
+        "type": "com.dapr.event.sent",
+        "datacontenttype": "application/json",
+        "topic": stream,
+        "pubsubname": "orders-pubsub",
+        "data": {"n": n, "customer": customer, "amount": 1},
+    }
+    redis.command("XADD", stream, "*", "data", json.dumps(ce))

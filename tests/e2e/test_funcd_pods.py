@@ -1,0 +1,226 @@
+"""Functions end to end in real pods on the e2e node, in a namespace that enforces the restricted Pod
+Security Standard.
+
+The samples are built with ``funcd build`` and imported into the node's containerd; their own
+``function.yaml`` is applied with the image named and, for pubsub-consumer, ``dapr.mode: container``
+(the daprd container the controller renders, from the locally built daprd image) and the session
+Redis as the pods reach it. What is proven:
+- hello-http answers through its Service's endpoint (the pod IP) from the host, and the Function turns
+  Ready only once a pod is Ready;
+- pubsub-consumer handles events published to its Redis stream: its output lands on the next topic and
+  its totals in state; KEDA scales it 0 -> 1 real pod on the stream's lag and back to 0 after the
+  cooldown, with no event lost;
+- changing the image of a consuming Function while events flow rolls the pod over and loses none.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any
+
+import pytest
+import requests
+
+from tests.e2e.stack_funcd_controller import _get, _ready
+from tests.e2e.stack_funcd_pods import (
+    PodImages,
+    endpoints,
+    pod_is_ready,
+    pods,
+    sample_function,
+    stream_events,
+    xadd_order,
+)
+from tests.e2e.stack_kube import KedaOperator, Kubectl
+from tests.e2e.stack_node import Node
+from tests.e2e.stack_procs import Proc, wait_until
+from tests.e2e.stack_redis import RedisServer
+
+pytestmark = pytest.mark.e2e
+
+COOLDOWN = 5
+"""KEDA's cooldownPeriod in these tests (seconds), with a 1 s polling interval."""
+
+
+def _watch_ready(kubectl: Kubectl, name: str, ns: str, procs: list[Any], timeout: float) -> list[str]:
+    """Poll the Function's Ready condition and its pods until Ready=True; returns what was seen, and
+    fails if Ready was ever True while no pod of the Function was Ready."""
+    seen: list[str] = []
+
+    def step() -> bool:
+        ready = _ready(kubectl, name, ns)  # the Function first: a pod Ready now was Ready then too
+        any_pod_ready = any(pod_is_ready(p) for p in pods(kubectl, ns, name))
+        if ready is None:
+            return False
+        if not seen or seen[-1] != f"{ready['status']}/{ready['reason']}":
+            seen.append(f"{ready['status']}/{ready['reason']}")
+        if ready["status"] == "True":
+            assert any_pod_ready, f"Ready=True while no pod of {name} is Ready: {ready}"
+            return True
+        return False
+
+    wait_until(step, f"Function {ns}/{name} to be Ready", timeout, procs, interval=0.3)
+    return seen
+
+
+def test_http_sample_answers_from_its_pod_and_is_ready_only_then(
+    controller: Proc, node: Node, pod_images: PodImages, kubectl: Kubectl, restricted_ns: str
+) -> None:
+    ns = restricted_ns
+    fn = sample_function("hello-http", pod_images.function("hello-http"))
+    kubectl.apply(fn, "-n", ns)
+    seen = _watch_ready(kubectl, "hello-http", ns, [controller, *node.group.procs], 90)
+    assert seen[0] == "False/WorkloadUnavailable" and seen[-1] == "True/Available", seen
+
+    addresses = wait_until(
+        lambda: endpoints(kubectl, ns, "hello-http"), "a ready endpoint of Service hello-http", 30
+    )
+    r = requests.post(f"http://{addresses[0]}/", json={"name": "pods"}, timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"message": "Hello, pods!"}
+    status = (_get(kubectl, "fn", "hello-http", ns) or {})["status"]
+    assert status["address"] == f"http://hello-http.{ns}.svc.cluster.local:80"
+    assert status["replicas"] == 1
+    table = kubectl("get", "fn", "hello-http", "-n", ns).stdout
+    assert "True" in table.splitlines()[1] and "Available" in table, table
+
+
+def _consumer(images: PodImages, redis: str, tok: str, tag: str = "1", scale: bool = True) -> dict[str, Any]:
+    """pubsub-consumer on its own topics, its daprd in the pod, KEDA quick to act (when ``scale``)."""
+    fn = sample_function("pubsub-consumer", images.function("pubsub-consumer", tag), redis)
+    serving = fn["spec"]["serving"]
+    serving["dapr"] = {"mode": "container"}
+    trigger = serving["triggers"]["dapr"][0]
+    trigger["topic"], trigger["deadLetterTopic"] = f"orders-{tok}", f"orders-dead-{tok}"
+    serving["outputs"][0]["dapr"]["topic"] = f"processed-{tok}"
+    # An event a stopped pod read and did not acknowledge goes to another consumer after 10 s.
+    serving["pubsub"]["orders-pubsub"]["metadata"] += [
+        {"name": "processingTimeout", "value": "10s"},
+        {"name": "redeliverInterval", "value": "2s"},
+    ]
+    serving["states"]["totals"]["spec"]["metadata"].append({"name": "keyPrefix", "value": tok})
+    if scale:
+        serving["scaleOptions"] = {
+            "minReplicas": 0,
+            "maxReplicas": 1,
+            "keda": {"scaledObject": {"pollingInterval": 1, "cooldownPeriod": COOLDOWN}},
+        }
+    else:
+        serving.pop("scaleOptions", None)
+    return fn
+
+
+def _processed(redis: RedisServer, tok: str) -> set[int]:
+    return {
+        int(e["data"]["n"]) for e in stream_events(redis, f"processed-{tok}") if "n" in (e.get("data") or {})
+    }
+
+
+def _replicas(kubectl: Kubectl, ns: str) -> int:
+    deployment = _get(kubectl, "deployment", "pubsub-consumer", ns) or {"spec": {}}
+    return int(deployment["spec"].get("replicas", 1))
+
+
+def test_pubsub_consumer_scales_from_zero_handles_every_event_and_scales_back(
+    controller: Proc,
+    keda_operator: KedaOperator,
+    node: Node,
+    node_redis: str,
+    redis_server: RedisServer,
+    pod_images: PodImages,
+    kubectl: Kubectl,
+    restricted_ns: str,
+) -> None:
+    ns, tok = restricted_ns, uuid.uuid4().hex[:8]
+    procs = [controller, keda_operator.proc, *node.group.procs]
+    try:
+        kubectl.apply(_consumer(pod_images, node_redis, tok), "-n", ns)
+        # The first pod subscribes (its daprd creates the consumer group), then KEDA scales to zero.
+        _watch_ready(kubectl, "pubsub-consumer", ns, procs, 120)
+        wait_until(
+            lambda: _replicas(kubectl, ns) == 0 and not pods(kubectl, ns, "pubsub-consumer"),
+            "KEDA to scale the idle Function to zero",
+            COOLDOWN + 60,
+            procs,
+        )
+        count = 20
+        for n in range(count):
+            xadd_order(redis_server, f"orders-{tok}", n, "ada")
+        wait_until(lambda: _replicas(kubectl, ns) >= 1, "KEDA to scale 0 -> 1 on the lag", 60, procs)
+        wait_until(
+            lambda: len(_processed(redis_server, tok)) == count,
+            f"all {count} orders handled in the new pod and published to processed-{tok}",
+            120,
+            procs,
+        )
+        assert _processed(redis_server, tok) == set(range(count))
+        totals = redis_server.command("KEYS", f"{tok}||*")
+        assert totals, "expected the handler's totals in the Redis state store"
+        wait_until(
+            lambda: _replicas(kubectl, ns) == 0 and not pods(kubectl, ns, "pubsub-consumer"),
+            "KEDA to scale back to zero after the cooldown",
+            COOLDOWN + 60,
+            procs,
+        )
+        pending = redis_server.command("XPENDING", f"orders-{tok}", f"pubsub-consumer-{ns}")
+        assert int(pending[0]) == 0, f"events left unacknowledged on the way down: {pending}"
+        assert not stream_events(redis_server, f"orders-dead-{tok}"), "nothing should be dead-lettered"
+    finally:
+        for stream in (f"orders-{tok}", f"processed-{tok}", f"orders-dead-{tok}"):
+            redis_server.command("DEL", stream)
+
+
+def test_changing_the_image_while_events_flow_loses_none(
+    controller: Proc,
+    node: Node,
+    node_redis: str,
+    redis_server: RedisServer,
+    pod_images: PodImages,
+    kubectl: Kubectl,
+    restricted_ns: str,
+) -> None:
+    ns, tok = restricted_ns, uuid.uuid4().hex[:8]
+    procs = [controller, *node.group.procs]
+    count = 120
+    try:
+        kubectl.apply(_consumer(pod_images, node_redis, tok, scale=False), "-n", ns)
+        _watch_ready(kubectl, "pubsub-consumer", ns, procs, 120)
+        uid = (_get(kubectl, "deployment", "pubsub-consumer", ns) or {})["metadata"]["uid"]
+        first_pods = {p["metadata"]["name"] for p in pods(kubectl, ns, "pubsub-consumer")}
+        published = threading.Event()
+
+        def publish() -> None:
+            for n in range(count):
+                xadd_order(redis_server, f"orders-{tok}", n, "grace")
+                time.sleep(0.05)  # a steady flow across the rollover, not a synchronisation
+            published.set()
+
+        publisher = threading.Thread(target=publish, daemon=True)
+        publisher.start()
+        wait_until(lambda: len(_processed(redis_server, tok)) >= 10, "the first orders handled", 60, procs)
+        kubectl.apply(_consumer(pod_images, node_redis, tok, tag="2", scale=False), "-n", ns)
+
+        def rolled() -> bool:
+            current = pods(kubectl, ns, "pubsub-consumer")
+            names = {p["metadata"]["name"] for p in current}
+            return bool(names) and not names & first_pods and all(pod_is_ready(p) for p in current)
+
+        wait_until(rolled, "the rollover to a new pod on the new image", 120, procs)
+        publisher.join(timeout=60)
+        assert published.is_set()
+        wait_until(
+            lambda: len(_processed(redis_server, tok)) == count,
+            f"all {count} orders handled across the rollover",
+            120,
+            procs,
+        )
+        assert _processed(redis_server, tok) == set(range(count))
+        deployment = _get(kubectl, "deployment", "pubsub-consumer", ns) or {}
+        assert deployment["metadata"]["uid"] == uid, "the Deployment was recreated, not updated"
+        image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert image == pod_images.function("pubsub-consumer", "2")
+    finally:
+        for stream in (f"orders-{tok}", f"processed-{tok}", f"orders-dead-{tok}"):
+            redis_server.command("DEL", stream)
