@@ -33,6 +33,7 @@ __all__ = [
     "binary",
     "cache_root",
     "data_dir",
+    "image_archive",
     "recipe_for",
     "version",
 ]
@@ -305,3 +306,12 @@ def data_dir(recipe_name: str, subdir: str) -> Path:
         raise KeyError(f"recipe {recipe_name!r} has no data directory {subdir!r}")
     binary(recipe_name if len(recipe.binaries) == 1 else next(iter(recipe.binaries)))
     return recipe.cache_dir() / subdir
+
+
+def image_archive(recipe_name: str, archive: str) -> Path:
+    """An OCI image archive a recipe packed at build time (e.g. pause's ``pause.oci.tar``)."""
+    recipe = RECIPES[recipe_name]
+    if not isinstance(recipe, GoRecipe) or archive not in recipe.images:
+        raise KeyError(f"recipe {recipe_name!r} has no image archive {archive!r}")
+    binary(next(iter(recipe.binaries)))
+    return recipe.cache_dir() / archive

@@ -3,6 +3,7 @@
 //	probe serve [PORT]   serve HTTP on every address of the pod (default port 8080): GET / answers
 //	                     "probe <hostname>", and each request is logged to stdout
 //	probe get URL        GET URL and print the body; exit 1 on an error or a status >= 400
+//	probe cat FILE       print a file (e.g. /proc/self/status: user, capabilities, seccomp mode)
 package main
 
 import (
@@ -34,8 +35,19 @@ func main() {
 			os.Exit(2)
 		}
 		os.Exit(get(args[1]))
+	case "cat":
+		if len(args) != 2 {
+			fmt.Fprintln(os.Stderr, "usage: probe cat FILE")
+			os.Exit(2)
+		}
+		data, err := os.ReadFile(args[1])
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "probe: %v\n", err)
+			os.Exit(1)
+		}
+		os.Stdout.Write(data)
 	default:
-		fmt.Fprintf(os.Stderr, "probe: unknown command %q (expected serve or get)\n", args[0])
+		fmt.Fprintf(os.Stderr, "probe: unknown command %q (expected serve, get or cat)\n", args[0])
 		os.Exit(2)
 	}
 }

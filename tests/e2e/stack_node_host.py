@@ -1,0 +1,240 @@
+"""Host state the e2e node changes, each piece recorded so that teardown puts it back.
+
+The bridge and its veths, the kernel settings the kubelet rewrites, the cgroup tree it runs pods
+in, the mounts under the node's directory, the nftables tables that appear while it runs, and
+TCP relays that let pods reach loopback-only servers through the bridge's address.
+
+Errors::
+
+    StackError      (stack_procs) a host command failed; the message has its output
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.e2e.stack_procs import StackError
+
+# The kernel settings the kubelet sets when protectKernelDefaults is off (cm.setupKernelTunables).
+KUBELET_SYSCTLS = (
+    "vm/overcommit_memory",
+    "vm/panic_on_oom",
+    "kernel/panic",
+    "kernel/panic_on_oops",
+    "kernel/keys/root_maxkeys",
+    "kernel/keys/root_maxbytes",
+)
+CGROUP_FS = Path("/sys/fs/cgroup")
+
+
+def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=60)
+    if check and proc.returncode != 0:
+        raise StackError(f"`{' '.join(argv)}` exited {proc.returncode}: {proc.stderr.strip()}")
+    return proc
+
+
+def read_sysctls(names: tuple[str, ...] = KUBELET_SYSCTLS) -> dict[str, str]:
+    """Current values, keyed by their path under /proc/sys."""
+    return {name: (Path("/proc/sys") / name).read_text().strip() for name in names}
+
+
+def restore_sysctls(saved: dict[str, str]) -> None:
+    for name, value in saved.items():
+        path = Path("/proc/sys") / name
+        if path.read_text().strip() != value:
+            path.write_text(value + "\n")
+
+
+def link_exists(name: str) -> bool:
+    return Path("/sys/class/net", name).exists()
+
+
+def bridge_ports(bridge: str) -> list[str]:
+    """Interfaces attached to ``bridge`` (the host ends of the pods' veths)."""
+    brif = Path("/sys/class/net", bridge, "brif")
+    return sorted(p.name for p in brif.iterdir()) if brif.is_dir() else []
+
+
+def create_bridge(name: str, host_cidr: str) -> None:
+    """A bridge with its gateway address; it must not exist yet (another node may own it)."""
+    if link_exists(name):
+        raise StackError(f"bridge {name} already exists: another e2e node runs, or one was not torn down")
+    run("ip", "link", "add", name, "type", "bridge")
+    try:
+        run("ip", "addr", "add", host_cidr, "dev", name)
+        run("ip", "link", "set", name, "up")
+    except BaseException:
+        run("ip", "link", "del", name, check=False)
+        raise
+
+
+def delete_bridge(name: str) -> None:
+    """The bridge and every veth still attached to it (deleting one end removes the pair)."""
+    for port in bridge_ports(name):
+        run("ip", "link", "del", port, check=False)
+    if link_exists(name):
+        run("ip", "link", "del", name)
+
+
+def nft_tables() -> set[str]:
+    """The nftables tables, as "family name" (iptables-nft keeps its rules in such tables too)."""
+    proc = run("nft", "-j", "list", "tables")
+    found = json.loads(proc.stdout).get("nftables", [])
+    return {f"{item['table']['family']} {item['table']['name']}" for item in found if "table" in item}
+
+
+def delete_nft_tables(tables: set[str]) -> None:
+    for table in sorted(tables):
+        family, name = table.split(" ", 1)
+        run("nft", "delete", "table", family, name, check=False)
+
+
+def mounts_under(directory: Path) -> list[str]:
+    """Mount points at or below ``directory``, deepest first (mountinfo escapes spaces as \\040)."""
+    prefix = str(directory.resolve())
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4].replace("\\040", " ")
+        if point == prefix or point.startswith(prefix + "/"):
+            found.append(point)
+    return sorted(set(found), key=lambda p: p.count("/"), reverse=True)
+
+
+def unmount_all(directory: Path) -> None:
+    for _ in range(3):  # a mount may be stacked on another at the same point
+        points = mounts_under(directory)
+        if not points:
+            return
+        for point in points:
+            if run("umount", point, check=False).returncode != 0:
+                run("umount", "-l", point, check=False)
+
+
+def cgroup_hierarchies() -> list[Path]:
+    """The mounted cgroup hierarchies (v1 controllers, or the single v2 tree)."""
+    if (CGROUP_FS / "cgroup.controllers").exists():
+        return [CGROUP_FS]
+    return sorted(p for p in CGROUP_FS.iterdir() if p.is_dir() and (p / "cgroup.procs").exists())
+
+
+def create_cgroup_root(name: str) -> None:
+    """``/<name>`` in every hierarchy: the kubelet's cgroupRoot must exist before it starts."""
+    for hierarchy in cgroup_hierarchies():
+        path = hierarchy / name
+        path.mkdir(exist_ok=True)
+        for knob in ("cpuset.cpus", "cpuset.mems"):  # a v1 cpuset child starts empty
+            if (path / knob).exists() and not (path / knob).read_text().strip():
+                (path / knob).write_text((hierarchy / knob).read_text())
+
+
+def cgroup_pids(name: str) -> set[int]:
+    pids: set[int] = set()
+    for hierarchy in cgroup_hierarchies():
+        for procs in (hierarchy / name).rglob("cgroup.procs") if (hierarchy / name).is_dir() else []:
+            with contextlib.suppress(OSError):
+                pids.update(int(x) for x in procs.read_text().split())
+    return pids
+
+
+def remove_cgroup_root(name: str) -> None:
+    """Remove ``/<name>`` and its children, deepest first (each must be empty of processes)."""
+    for hierarchy in cgroup_hierarchies():
+        root = hierarchy / name
+        if not root.is_dir():
+            continue
+        for path in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            with contextlib.suppress(FileNotFoundError):
+                path.rmdir()
+        with contextlib.suppress(FileNotFoundError):
+            root.rmdir()
+
+
+def cgroup_exists(name: str) -> bool:
+    return any((h / name).exists() for h in cgroup_hierarchies())
+
+
+def pids_using(directory: Path) -> dict[int, str]:
+    """Processes whose command line names a path under ``directory`` (shims name the state dir)."""
+    prefix, found = str(directory.resolve()), {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if prefix in cmdline:
+                found[int(entry.name)] = cmdline.strip()
+    return found
+
+
+@dataclass
+class Relay:
+    """Accepts TCP connections on ``host:port`` and pipes each to ``127.0.0.1:target``."""
+
+    host: str
+    port: int
+    target: int
+    listener: socket.socket
+    conns: list[socket.socket] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed by stop()
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self.lock:
+                self.conns += [client, upstream]
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_pipe, args=(src, dst), daemon=True).start()
+
+    def stop(self) -> None:
+        self.listener.close()
+        with self.lock:
+            for conn in self.conns:
+                with contextlib.suppress(OSError):
+                    conn.close()
+            self.conns.clear()
+
+
+def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+
+def start_relay(host: str, target: int) -> Relay:
+    """A relay on ``host``, on the target's port number when it is free there, else on any port."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, target))
+    except OSError:
+        listener.bind((host, 0))
+    listener.listen(64)
+    relay = Relay(host, int(listener.getsockname()[1]), target, listener)
+    threading.Thread(target=relay.serve, daemon=True, name=f"relay-{relay.address}").start()
+    return relay
