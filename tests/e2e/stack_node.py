@@ -2,10 +2,11 @@
 
 The node joins the apiserver of ``stack_kube`` (the ``control_plane`` fixture schedules onto it).
 Pods get addresses on ``bridge`` (10.244.0.0/24 by default) and reach only the host, at the
-bridge's gateway address ``host_ip``, and each other: no default route, no masquerade, an empty
-resolv.conf. Loopback-only servers of the test stack are offered to pods by ``expose(port)``.
-Images never come from a registry: ``import_image(archive, name)`` loads an OCI archive into the
-node's containerd. docs/test-stack.md describes the wiring and why each setting is set.
+bridge's gateway address ``host_ip``, and each other: no default route, no masquerade, and a
+resolv.conf whose only nameserver is the pod's own loopback. Loopback-only servers of the test
+stack are offered to pods by ``expose(port)``. Images never come from a registry:
+``import_image(archive, name)`` loads an OCI archive into the node's containerd.
+docs/test-stack.md describes the wiring and why each setting is set.
 
 Errors::
 
@@ -40,6 +41,7 @@ from tests.e2e.stack_procs import HOST, ProcGroup, StackError, free_port, http_s
 PAUSE_IMAGE = "funcd.local/pause:1"
 PROBE_IMAGE = "funcd.local/probe:1"
 CNI_CACHE = Path("/var/lib/cni/results")
+RESOLV_CONF = "nameserver 127.0.0.1\noptions attempts:1 timeout:1\n"
 
 
 @dataclass
@@ -363,7 +365,9 @@ def _prepare(node: Node, server: KubeAPIServer) -> None:
             ],
         }
     )
-    layout.resolv_conf.write_text("")  # pods resolve nothing: no nameserver, no search path
+    # Pods resolve through their own loopback, where nothing listens: every query fails at once and
+    # none leaves the pod. (containerd copies the host's resolv.conf when the kubelet passes none.)
+    layout.resolv_conf.write_text(RESOLV_CONF)
     host.create_cgroup_root(node.cgroup_root)
     prefix = ip_network(node.pod_subnet).prefixlen
     host.create_bridge(node.bridge, f"{node.host_ip}/{prefix}")

@@ -111,9 +111,13 @@ def test_pods_reach_the_host_at_the_gateway_and_each_other(
     assert got == "host says hi\n"
 
     assert kubectl("exec", "a", "-n", ns, "--", "/probe", "get", f"http://{b_ip}:8080/").stdout == "probe b\n"
-    # No name resolution: the pods' resolv.conf is empty.
+    # Name resolution stays inside the pod: its only nameserver is its own loopback, where nothing listens.
     resolv = kubectl("exec", "a", "-n", ns, "--", "/probe", "cat", "/etc/resolv.conf").stdout
-    assert "nameserver" not in resolv
+    assert [line.split()[1] for line in resolv.splitlines() if line.startswith("nameserver")] == ["127.0.0.1"]
+    lookup = kubectl(
+        "exec", "a", "-n", ns, "--", "/probe", "get", "http://funcd-no-such-host.test/", check=False
+    )
+    assert lookup.returncode == 1 and "127.0.0.1:53" in lookup.stderr
 
 
 def test_deployment_scales_to_zero(node: Node, kubectl: Kubectl, k8s_namespace: str) -> None:

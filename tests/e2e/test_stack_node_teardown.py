@@ -1,0 +1,79 @@
+"""Stopping an e2e node leaves nothing behind: no process it started (containerd, the kubelet, shims,
+containers), no mount under its directory, no bridge or veth, no nftables table, no cgroup, and the
+kernel settings the kubelet changed are back."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.e2e import stack_node_host as host
+from tests.e2e.conftest import node_images, require_binary
+from tests.e2e.stack_control_plane import ControlPlane
+from tests.e2e.stack_kube import KubeAPIServer, Kubectl
+from tests.e2e.stack_node import CNI_CACHE, network_name, start_node
+from tests.e2e.stack_procs import wait_until
+from tests.e2e.test_stack_node import pod_ready, probe_pod
+
+pytestmark = pytest.mark.e2e
+
+TAINT = {"key": "funcd.dev/teardown-test", "value": "true", "effect": "NoSchedule"}
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie that its parent has not reaped counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def test_a_stopped_node_leaves_nothing_behind(
+    control_plane: ControlPlane,
+    kube_apiserver: KubeAPIServer,
+    kubectl: Kubectl,
+    k8s_namespace: str,
+    tmp_path: Path,
+) -> None:
+    sysctls_before = host.read_sysctls()
+    nft_before = host.nft_tables()
+    # A second node on a bridge and subnet of its own, tainted so that only the pinned pod runs on it.
+    node = start_node(
+        require_binary("kubelet"),
+        kube_apiserver,
+        kubectl,
+        tmp_path / "node",
+        node_images(),
+        name="funcd-e2e-teardown",
+        bridge="funcd9",
+        pod_subnet="10.244.9.0/24",
+        taints=[TAINT],
+    )
+    try:
+        ns = k8s_namespace
+        pod = probe_pod(
+            "pinned", node.probe_image, nodeName=node.name, tolerations=[{**TAINT, "operator": "Equal"}]
+        )
+        kubectl.apply(pod, "-n", ns)
+        wait_until(lambda: pod_ready(kubectl, ns, "pinned"), "the pinned pod Ready", 60, node.group.procs)
+        veths = host.bridge_ports(node.bridge)
+        started = {*node.pids, *host.pids_using(node.workdir), *host.cgroup_pids(node.cgroup_root)}
+        assert veths and len(started) >= 5  # containerd, kubelet, a shim, the sandbox and the container
+        assert host.mounts_under(node.workdir)
+        assert host.read_sysctls() != sysctls_before or sysctls_before["vm/overcommit_memory"] == "1"
+    finally:
+        node.stop()
+
+    assert not [pid for pid in started if alive(pid)], "processes the node started still run"
+    assert not host.pids_using(node.workdir)
+    assert not host.mounts_under(node.workdir)
+    assert not host.link_exists(node.bridge)
+    assert not [v for v in veths if host.link_exists(v)]
+    assert host.nft_tables() == nft_before
+    assert host.read_sysctls() == sysctls_before
+    assert not host.cgroup_exists(node.cgroup_root)
+    assert not list(CNI_CACHE.glob(f"{network_name(node.bridge)}-*")) if CNI_CACHE.is_dir() else True
+    assert kubectl("get", "node", node.name, check=False).returncode != 0
+    assert os.path.isdir(node.workdir)  # the directory stays for its logs; only mounts are removed
