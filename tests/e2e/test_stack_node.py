@@ -14,6 +14,7 @@ import pytest
 from tests.e2e.stack_kube import Kubectl, KubectlError
 from tests.e2e.stack_node import Node
 from tests.e2e.stack_procs import wait_until
+from tests.e2e.test_stack_loopback import _sockets
 
 pytestmark = pytest.mark.e2e
 
@@ -194,3 +195,31 @@ def test_restricted_namespace_runs_pods_under_seccomp(
     assert status["Uid"].split()[0] == "65532"
     assert int(status["CapEff"].strip(), 16) == 0
     assert status["NoNewPrivs"].strip() == "1"
+
+
+def test_node_listens_on_loopback_and_the_bridge_only(node: Node) -> None:
+    allowed = {"127.0.0.1", node.host_ip}
+    found = {p.name: _sockets(p.pid) for p in node.group.procs}
+    assert any(addr == node.host_ip for _, addr, _ in found["kubelet"])  # the apiserver's way in
+    exposed = {name: [s for s in sockets if s[1] not in allowed] for name, sockets in found.items()}
+    assert not any(exposed.values()), f"listening beyond loopback and {node.bridge}: {exposed}"
+
+
+def test_images_are_never_pulled(node: Node, kubectl: Kubectl, k8s_namespace: str) -> None:
+    """A missing image fails at the runtime's proxy on loopback: no registry name is even resolved."""
+    ns = k8s_namespace
+    kubectl.apply(
+        probe_pod("missing", "funcd.local/not-imported:1", container={"imagePullPolicy": "Always"}), "-n", ns
+    )
+
+    def pull_failure() -> str | None:
+        statuses = (
+            kubectl.json("get", "pod", "missing", "-n", ns).get("status", {}).get("containerStatuses", [])
+        )
+        waiting = statuses[0].get("state", {}).get("waiting", {}) if statuses else {}
+        return (
+            waiting.get("message") if waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff") else None
+        )
+
+    message = wait_until(pull_failure, "the pull to fail", 60, node.group.procs)
+    assert "proxyconnect tcp: dial tcp 127.0.0.1:9" in message, message
