@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.conftest import require_image
 from tests.e2e.stack_kube import Kubectl, KubectlError
 from tests.e2e.stack_node import Node
 from tests.e2e.stack_procs import wait_until
@@ -217,9 +218,22 @@ def test_images_are_never_pulled(node: Node, kubectl: Kubectl, k8s_namespace: st
             kubectl.json("get", "pod", "missing", "-n", ns).get("status", {}).get("containerStatuses", [])
         )
         waiting = statuses[0].get("state", {}).get("waiting", {}) if statuses else {}
-        return (
-            waiting.get("message") if waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff") else None
-        )
+        return waiting.get("message") if waiting.get("reason") == "ErrImagePull" else None
 
     message = wait_until(pull_failure, "the pull to fail", 60, node.group.procs)
     assert "proxyconnect tcp: dial tcp 127.0.0.1:9" in message, message
+
+
+def test_import_image_under_another_name(node: Node, kubectl: Kubectl, k8s_namespace: str) -> None:
+    archive = require_image("pause", "probe.oci.tar")
+    assert node.import_image(archive, "funcd.local/renamed:2") == "funcd.local/renamed:2"
+    assert node.import_image(archive, "bare-name:3") == "docker.io/library/bare-name:3"
+    names = node.ctr("images", "ls", "-q").stdout.split()
+    assert {"funcd.local/renamed:2", "docker.io/library/bare-name:3"} <= set(names)
+    assert "funcd.local/renamed:1" not in names  # the archive's own tag is not left behind
+
+    kubectl.apply(
+        [probe_pod("renamed", "funcd.local/renamed:2"), probe_pod("bare", "bare-name:3")], "-n", k8s_namespace
+    )
+    wait_ready(kubectl, node, k8s_namespace, "renamed")
+    wait_ready(kubectl, node, k8s_namespace, "bare")
