@@ -68,6 +68,9 @@ class Node:
     """A test image (``/probe serve [PORT]`` by default on 8080, ``/probe get URL``), imported at start."""
     group: ProcGroup = field(default_factory=ProcGroup)
     saved_sysctls: dict[str, str] = field(default_factory=dict)
+    """The kernel settings from before the first node of this machine started (restored by the last)."""
+    owns_bridge: bool = False
+    owns_sysctls: bool = False
     nft_before: set[str] = field(default_factory=set)
     relays: list[host.Relay] = field(default_factory=list)
     stopped: bool = False
@@ -82,7 +85,7 @@ class Node:
 
     @property
     def cgroup_root(self) -> str:
-        return f"funcd-e2e-{self.name}"
+        return f"funcd-e2e-{self.bridge}"  # the bridge is unique on the machine
 
     @property
     def pids(self) -> list[int]:
@@ -140,9 +143,9 @@ class Node:
             self._stop_containerd,
             self._kill_leftovers,
             lambda: host.unmount_all(self.workdir),
-            lambda: host.delete_bridge(self.bridge),
+            self._delete_bridge,
             lambda: host.delete_nft_tables(host.nft_tables() - self.nft_before),
-            lambda: host.restore_sysctls(self.saved_sysctls),
+            self._release_sysctls,
             lambda: host.remove_cgroup_root(self.cgroup_root),
             self._remove_cni_cache,
             self._delete_api_objects,
@@ -193,6 +196,14 @@ class Node:
             "the node's shims and containers to exit",
             15,
         )
+
+    def _delete_bridge(self) -> None:
+        if self.owns_bridge:
+            host.delete_bridge(self.bridge)
+
+    def _release_sysctls(self) -> None:
+        if self.owns_sysctls:
+            host.release_sysctls(self.bridge)
 
     def _remove_cni_cache(self) -> None:
         if CNI_CACHE.is_dir():
@@ -257,24 +268,33 @@ def start_node(
     images: dict[str, Path],
     *,
     name: str = "funcd-e2e-node",
-    bridge: str = "funcd0",
-    pod_subnet: str = "10.244.0.0/24",
+    bridge: str | None = None,
+    pod_subnet: str | None = None,
     taints: list[dict[str, str]] | None = None,
     ready_timeout: float = 60,
 ) -> Node:
     """Start containerd and the kubelet and wait until the Node is Ready.
 
     ``images`` maps image names to OCI archives to import before the kubelet starts; it must
-    hold ``PAUSE_IMAGE`` (the sandbox image)."""
+    hold ``PAUSE_IMAGE`` (the sandbox image). Without ``bridge``, the node claims the first free
+    ``funcd<i>`` and uses ``10.244.<i>.0/24`` (``funcd0``, ``10.244.0.0/24`` when it is alone on the
+    machine); an explicit ``bridge`` needs an explicit ``pod_subnet`` and must not exist yet."""
+    claimed = bridge is None
+    if bridge is None:
+        index = host.claim_bridge()
+        bridge, pod_subnet = f"funcd{index}", f"10.244.{index}.0/24"
+    elif pod_subnet is None:
+        raise ValueError(f"bridge {bridge!r} given without a pod_subnet")
     network = ip_network(pod_subnet)
     host_ip = str(next(network.hosts()))
     layout = NodeLayout(workdir)
     for directory in (layout.pki, layout.cni_conf_dir, layout.cni_data_dir, layout.kubelet_root, layout.logs):
         directory.mkdir(parents=True, exist_ok=True)
-    node = Node(name, host_ip, bridge, pod_subnet, free_port(), layout, kubectl)
-    node.saved_sysctls = host.read_sysctls()
+    node = Node(name, host_ip, bridge, pod_subnet, free_port(), layout, kubectl, owns_bridge=claimed)
     node.nft_before = host.nft_tables()
     try:
+        node.saved_sysctls = host.claim_sysctls(bridge)
+        node.owns_sysctls = True
         _prepare(node, server)
         env = {
             "HTTP_PROXY": "http://127.0.0.1:9",  # a closed port: any attempt to reach a registry fails here
@@ -368,9 +388,10 @@ def _prepare(node: Node, server: KubeAPIServer) -> None:
     # Pods resolve through their own loopback, where nothing listens: every query fails at once and
     # none leaves the pod. (containerd copies the host's resolv.conf when the kubelet passes none.)
     layout.resolv_conf.write_text(RESOLV_CONF)
-    host.create_cgroup_root(node.cgroup_root)
     prefix = ip_network(node.pod_subnet).prefixlen
-    host.create_bridge(node.bridge, f"{node.host_ip}/{prefix}")
+    host.create_bridge(node.bridge, f"{node.host_ip}/{prefix}", claimed=node.owns_bridge)
+    node.owns_bridge = True
+    host.create_cgroup_root(node.cgroup_root)
     conflist = cni_conflist(network_name(node.bridge), node.bridge, node.pod_subnet, node.host_ip, layout)
     (layout.cni_conf_dir / "10-funcd-e2e.conflist").write_text(json.dumps(conflist, indent=2))
     layout.containerd_config.parent.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,10 @@
 """Host state the e2e node changes, each piece recorded so that teardown puts it back.
 
-The bridge and its veths, the kernel settings the kubelet rewrites, the cgroup tree it runs pods
-in, the mounts under the node's directory, the nftables tables that appear while it runs, and
-TCP relays that let pods reach loopback-only servers through the bridge's address.
+The bridge and its veths, the kernel settings the kubelet rewrites (recorded once per machine, in
+/run/funcd-e2e-nodes, so that concurrent test runs restore the values from before the first), the
+cgroup tree it runs pods in, the mounts under the node's directory, the nftables tables that
+appear while it runs, and TCP relays that let pods reach loopback-only servers through the
+bridge's address.
 
 Errors::
 
@@ -12,11 +14,13 @@ Errors::
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import socket
 import subprocess
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +36,8 @@ KUBELET_SYSCTLS = (
     "kernel/keys/root_maxbytes",
 )
 CGROUP_FS = Path("/sys/fs/cgroup")
+NODES_DIR = Path("/run/funcd-e2e-nodes")
+"""Machine-wide record of the running e2e nodes and of the kernel settings from before the first."""
 
 
 def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -53,6 +59,45 @@ def restore_sysctls(saved: dict[str, str]) -> None:
             path.write_text(value + "\n")
 
 
+@contextlib.contextmanager
+def _machine_lock() -> Iterator[None]:
+    NODES_DIR.mkdir(parents=True, exist_ok=True)
+    with (NODES_DIR / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _live_owners() -> list[Path]:
+    owners = []
+    for path in NODES_DIR.glob("*.owner"):
+        with contextlib.suppress(OSError, ValueError):
+            if Path(f"/proc/{int(path.read_text())}").exists():
+                owners.append(path)
+    return owners
+
+
+def claim_sysctls(owner: str) -> dict[str, str]:
+    """Register a node of this machine; the first one records the kernel settings the kubelet changes
+    (a record left by a run that crashed is kept: it holds the values from before that run)."""
+    with _machine_lock():
+        saved = NODES_DIR / "sysctls.json"
+        if not saved.exists():
+            saved.write_text(json.dumps(read_sysctls()))
+        (NODES_DIR / f"{owner}.owner").write_text(str(os.getpid()))
+        return dict(json.loads(saved.read_text()))
+
+
+def release_sysctls(owner: str) -> None:
+    """Unregister a node; the last live one of the machine writes the recorded settings back."""
+    with _machine_lock():
+        (NODES_DIR / f"{owner}.owner").unlink(missing_ok=True)
+        saved = NODES_DIR / "sysctls.json"
+        if _live_owners() or not saved.exists():
+            return
+        restore_sysctls(json.loads(saved.read_text()))
+        saved.unlink()
+
+
 def link_exists(name: str) -> bool:
     return Path("/sys/class/net", name).exists()
 
@@ -63,11 +108,25 @@ def bridge_ports(bridge: str) -> list[str]:
     return sorted(p.name for p in brif.iterdir()) if brif.is_dir() else []
 
 
-def create_bridge(name: str, host_cidr: str) -> None:
-    """A bridge with its gateway address; it must not exist yet (another node may own it)."""
-    if link_exists(name):
-        raise StackError(f"bridge {name} already exists: another e2e node runs, or one was not torn down")
-    run("ip", "link", "add", name, "type", "bridge")
+def claim_bridge(prefix: str = "funcd", count: int = 64) -> int:
+    """Create the first free bridge ``<prefix><i>`` and return ``i``: nodes of concurrent test runs
+    on this machine each get their own (creating a link that exists fails, so the claim is atomic)."""
+    for index in range(count):
+        proc = run("ip", "link", "add", f"{prefix}{index}", "type", "bridge", check=False)
+        if proc.returncode == 0:
+            return index
+        if "exists" not in proc.stderr:
+            raise StackError(f"`ip link add {prefix}{index} type bridge` failed: {proc.stderr.strip()}")
+    raise StackError(f"bridges {prefix}0..{prefix}{count - 1} all exist: e2e nodes left behind?")
+
+
+def create_bridge(name: str, host_cidr: str, claimed: bool = False) -> None:
+    """Give a bridge its gateway address and bring it up; unless ``claimed`` (by claim_bridge), create
+    it first, which fails if it exists (another node may own it)."""
+    if not claimed:
+        if link_exists(name):
+            raise StackError(f"bridge {name} already exists: another e2e node runs, or one was not torn down")
+        run("ip", "link", "add", name, "type", "bridge")
     try:
         run("ip", "addr", "add", host_cidr, "dev", name)
         run("ip", "link", "set", name, "up")

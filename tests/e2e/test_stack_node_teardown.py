@@ -39,7 +39,7 @@ def test_a_stopped_node_leaves_nothing_behind(
 ) -> None:
     sysctls_before = host.read_sysctls()
     nft_before = host.nft_tables()
-    # A second node on a bridge and subnet of its own, tainted so that only the pinned pod runs on it.
+    # A node of its own (the next free bridge and subnet), tainted so that only the pinned pod runs on it.
     node = start_node(
         require_binary("kubelet"),
         kube_apiserver,
@@ -47,8 +47,6 @@ def test_a_stopped_node_leaves_nothing_behind(
         tmp_path / "node",
         node_images(),
         name="funcd-e2e-teardown",
-        bridge="funcd9",
-        pod_subnet="10.244.9.0/24",
         taints=[TAINT],
     )
     try:
