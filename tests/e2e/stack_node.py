@@ -21,7 +21,6 @@ import os
 import shutil
 import signal
 import subprocess
-import tarfile
 from dataclasses import dataclass, field
 from ipaddress import ip_network
 from pathlib import Path
@@ -30,10 +29,12 @@ from tests.e2e import stack_node_host as host
 from tests.e2e.stack_kube import KubeAPIServer, Kubectl
 from tests.e2e.stack_node_config import (
     NodeLayout,
+    archive_refs,
     cni_conflist,
     containerd_toml,
     issue_cert,
     kubelet_config,
+    normalize_image,
     write_kubeconfig,
 )
 from tests.e2e.stack_procs import HOST, ProcGroup, StackError, free_port, http_status, start, wait_until
@@ -67,12 +68,17 @@ class Node:
     probe_image: str = PROBE_IMAGE
     """A test image (``/probe serve [PORT]`` by default on 8080, ``/probe get URL``), imported at start."""
     group: ProcGroup = field(default_factory=ProcGroup)
+    """containerd, then the kubelet."""
     saved_sysctls: dict[str, str] = field(default_factory=dict)
     """The kernel settings from before the first node of this machine started (restored by the last)."""
     owns_bridge: bool = False
+    """This node created ``bridge`` (teardown deletes only such a bridge)."""
     owns_sysctls: bool = False
+    """This node is registered in the machine-wide record of kernel settings."""
     nft_before: set[str] = field(default_factory=set)
+    """The nftables tables before start (teardown deletes the ones added since)."""
     relays: list[host.Relay] = field(default_factory=list)
+    """The relays ``expose`` started."""
     stopped: bool = False
 
     @property
@@ -107,13 +113,12 @@ class Node:
         ``imagePullPolicy: Never`` or ``IfNotPresent``: the node can reach no registry. Returns the
         stored name."""
         full = normalize_image(name)
-        refs = _archive_refs(archive)
-        if len(refs) != 1:
-            raise StackError(f"{archive}: expected one image reference in index.json, found {refs}")
+        refs = archive_refs(archive)
+        if len(refs) != 1 or not refs[0] or "/" in refs[0] or ":" in refs[0]:
+            raise StackError(f"{archive}: expected one image tagged by a bare tag (umoci's), found {refs}")
         repo = full.rsplit(":", 1)[0]
-        imported = refs[0] if ("/" in refs[0] or ":" in refs[0]) else f"{repo}:{refs[0]}"
-        args = [] if imported == refs[0] else ["--base-name", repo]
-        self.ctr("images", "import", *args, str(archive))
+        imported = f"{repo}:{refs[0]}"
+        self.ctr("images", "import", "--base-name", repo, str(archive))
         if imported != full:
             self.ctr("images", "tag", "--force", imported, full)
             self.ctr("images", "rm", imported)
@@ -223,28 +228,6 @@ def network_name(bridge: str) -> str:
 
 def binding_name(node: str) -> str:
     return f"funcd-e2e-node-{node}"
-
-
-def normalize_image(name: str) -> str:
-    """The name the CRI plugin looks up for ``name`` (docker.io expansion, ``:latest`` default)."""
-    first, _, rest = name.partition("/")
-    if not rest or ("." not in first and ":" not in first and first != "localhost"):
-        name = f"docker.io/{name}" if rest else f"docker.io/library/{name}"
-    if ":" not in name.rsplit("/", 1)[-1] and "@" not in name:
-        name += ":latest"
-    return name
-
-
-def _archive_refs(archive: Path) -> list[str]:
-    with tarfile.open(archive) as tar:
-        member = tar.extractfile("index.json")
-        if member is None:
-            raise StackError(f"{archive} has no index.json: not an OCI image layout archive")
-        index = json.load(member)
-    return [
-        m.get("annotations", {}).get("org.opencontainers.image.ref.name", "")
-        for m in index.get("manifests", [])
-    ]
 
 
 def node_ready(kubectl: Kubectl, name: str) -> bool:

@@ -1,4 +1,5 @@
-"""The e2e node's configuration files: certificates, kubeconfig, containerd, CNI and kubelet.
+"""The e2e node's configuration files (certificates, kubeconfig, containerd, CNI, kubelet) and image
+names.
 
 Every path points under the node's own directory; docs/test-stack.md says why each setting is set.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -225,3 +227,27 @@ def kubelet_config(
         "shutdownGracePeriod": "0s",
         "logging": {"format": "text"},
     }
+
+
+def normalize_image(name: str) -> str:
+    """The name the CRI plugin looks up for ``name`` (docker.io expansion, ``:latest`` default)."""
+    first, _, rest = name.partition("/")
+    if not rest or ("." not in first and ":" not in first and first != "localhost"):
+        name = f"docker.io/{name}" if rest else f"docker.io/library/{name}"
+    if ":" not in name.rsplit("/", 1)[-1] and "@" not in name:
+        name += ":latest"
+    return name
+
+
+def archive_refs(archive: Path) -> list[str]:
+    """The reference names (``org.opencontainers.image.ref.name``) in an OCI layout archive's index."""
+    with tarfile.open(archive) as tar:
+        names = [m for m in tar.getmembers() if m.name.removeprefix("./") == "index.json"]
+        member = tar.extractfile(names[0]) if names else None
+        if member is None:
+            raise ValueError(f"{archive} has no index.json: not an OCI image layout archive")
+        index = json.load(member)
+    return [
+        m.get("annotations", {}).get("org.opencontainers.image.ref.name", "")
+        for m in index.get("manifests", [])
+    ]
