@@ -113,6 +113,9 @@ def test_pods_reach_the_host_at_the_gateway_and_each_other(
     assert got == "host says hi\n"
 
     assert kubectl("exec", "a", "-n", ns, "--", "/probe", "get", f"http://{b_ip}:8080/").stdout == "probe b\n"
+    # Nothing else: no default route, so a packet for any other address is never even sent.
+    offnet = kubectl("exec", "a", "-n", ns, "--", "/probe", "get", "http://192.0.2.1/", check=False)
+    assert offnet.returncode == 1 and "network is unreachable" in offnet.stderr, offnet.stderr
     # Name resolution stays inside the pod: its only nameserver is its own loopback, where nothing listens.
     resolv = kubectl("exec", "a", "-n", ns, "--", "/probe", "cat", "/etc/resolv.conf").stdout
     assert [line.split()[1] for line in resolv.splitlines() if line.startswith("nameserver")] == ["127.0.0.1"]
