@@ -262,6 +262,7 @@ def start_node(
     hold ``PAUSE_IMAGE`` (the sandbox image). Without ``bridge``, the node claims the first free
     ``funcd<i>`` and uses ``10.244.<i>.0/24`` (``funcd0``, ``10.244.0.0/24`` when it is alone on the
     machine); an explicit ``bridge`` needs an explicit ``pod_subnet`` and must not exist yet."""
+    host.reap_stale_nodes()
     claimed = bridge is None
     if bridge is None:
         index = host.claim_bridge()
@@ -276,7 +277,7 @@ def start_node(
     node = Node(name, host_ip, bridge, pod_subnet, free_port(), layout, kubectl, owns_bridge=claimed)
     node.nft_before = host.nft_tables()
     try:
-        node.saved_sysctls = host.claim_sysctls(bridge)
+        node.saved_sysctls = host.claim_sysctls(bridge, workdir)
         node.owns_sysctls = True
         _prepare(node, server)
         env = {

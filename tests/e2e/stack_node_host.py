@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import json
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -24,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.e2e.stack_procs import StackError
+from tests.e2e.stack_procs import StackError, wait_until
 
 # The kernel settings the kubelet sets when protectKernelDefaults is off (cm.setupKernelTunables).
 KUBELET_SYSCTLS = (
@@ -67,35 +68,73 @@ def _machine_lock() -> Iterator[None]:
         yield
 
 
+def _owner_alive(path: Path) -> bool:
+    try:
+        return Path(f"/proc/{int(json.loads(path.read_text())['pid'])}").exists()
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def _live_owners() -> list[Path]:
-    owners = []
-    for path in NODES_DIR.glob("*.owner"):
-        with contextlib.suppress(OSError, ValueError):
-            if Path(f"/proc/{int(path.read_text())}").exists():
-                owners.append(path)
-    return owners
+    return [path for path in NODES_DIR.glob("*.owner") if _owner_alive(path)]
 
 
-def claim_sysctls(owner: str) -> dict[str, str]:
+def live_nodes() -> list[str]:
+    """The bridges of the machine's e2e nodes whose test process runs."""
+    with _machine_lock():
+        return sorted(path.stem for path in _live_owners())
+
+
+def claim_sysctls(bridge: str, workdir: Path) -> dict[str, str]:
     """Register a node of this machine; the first one records the kernel settings the kubelet changes
     (a record left by a run that crashed is kept: it holds the values from before that run)."""
     with _machine_lock():
         saved = NODES_DIR / "sysctls.json"
         if not saved.exists():
             saved.write_text(json.dumps(read_sysctls()))
-        (NODES_DIR / f"{owner}.owner").write_text(str(os.getpid()))
+        owner = {"pid": os.getpid(), "workdir": str(workdir), "bridge": bridge}
+        (NODES_DIR / f"{bridge}.owner").write_text(json.dumps(owner))
         return dict(json.loads(saved.read_text()))
 
 
-def release_sysctls(owner: str) -> None:
+def release_sysctls(bridge: str) -> None:
     """Unregister a node; the last live one of the machine writes the recorded settings back."""
     with _machine_lock():
-        (NODES_DIR / f"{owner}.owner").unlink(missing_ok=True)
+        (NODES_DIR / f"{bridge}.owner").unlink(missing_ok=True)
         saved = NODES_DIR / "sysctls.json"
         if _live_owners() or not saved.exists():
             return
         restore_sysctls(json.loads(saved.read_text()))
         saved.unlink()
+
+
+def reap_stale_nodes() -> list[str]:
+    """Clean up after nodes whose test process died without teardown (killed, or the machine's
+    session ended): their processes, mounts, bridge and cgroups, and the kernel settings when no
+    node runs any more. Returns the bridges reaped."""
+    reaped = []
+    with _machine_lock():
+        for path in NODES_DIR.glob("*.owner"):
+            if _owner_alive(path):
+                continue
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                owner = json.loads(path.read_text())
+                workdir, bridge = Path(owner["workdir"]), str(owner["bridge"])
+                pids = {*pids_using(workdir), *cgroup_pids(f"funcd-e2e-{bridge}")}
+                for pid in pids:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                wait_until(lambda ps=pids: not any(Path(f"/proc/{p}").exists() for p in ps), "stale exit", 10)
+                unmount_all(workdir)
+                delete_bridge(bridge)
+                remove_cgroup_root(f"funcd-e2e-{bridge}")
+                reaped.append(bridge)
+            path.unlink(missing_ok=True)
+        saved = NODES_DIR / "sysctls.json"
+        if reaped and not _live_owners() and saved.exists():
+            restore_sysctls(json.loads(saved.read_text()))
+            saved.unlink()
+    return reaped
 
 
 def link_exists(name: str) -> bool:

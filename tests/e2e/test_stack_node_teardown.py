@@ -4,7 +4,11 @@ kernel settings the kubelet changed are back."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,6 +41,7 @@ def test_a_stopped_node_leaves_nothing_behind(
     k8s_namespace: str,
     tmp_path: Path,
 ) -> None:
+    host.reap_stale_nodes()  # a node left by a killed run would count as another running node
     sysctls_before = host.read_sysctls()
     nft_before = host.nft_tables()
     # A node of its own (the next free bridge and subnet), tainted so that only the pinned pod runs on it.
@@ -70,8 +75,64 @@ def test_a_stopped_node_leaves_nothing_behind(
     assert not host.link_exists(node.bridge)
     assert not [v for v in veths if host.link_exists(v)]
     assert host.nft_tables() == nft_before
-    assert host.read_sysctls() == sysctls_before
+    # The last node of the machine writes back the values from before the first; others leave them.
+    assert host.read_sysctls() == (sysctls_before if host.live_nodes() else node.saved_sysctls)
     assert not host.cgroup_exists(node.cgroup_root)
     assert not list(CNI_CACHE.glob(f"{network_name(node.bridge)}-*")) if CNI_CACHE.is_dir() else True
     assert kubectl("get", "node", node.name, check=False).returncode != 0
     assert os.path.isdir(node.workdir)  # the directory stays for its logs; only mounts are removed
+
+
+# Run by test_a_killed_node_is_reaped in a child process: start a node, say so, then wait to be killed.
+CHILD = """
+import json, sys, time
+from pathlib import Path
+from tests.e2e.conftest import node_images, require_binary
+from tests.e2e.stack_kube import KubeAPIServer, Kubectl
+from tests.e2e.stack_node import start_node
+args = json.loads(sys.argv[1])
+server = KubeAPIServer(**{k: Path(v) if k in ("kubeconfig", "ca_file", "pki_dir") else v
+                          for k, v in args["server"].items()})
+kubectl = Kubectl(Path(args["kubectl"]), server.kubeconfig)
+node = start_node(require_binary("kubelet"), server, kubectl, Path(args["workdir"]), node_images(),
+                  name="funcd-e2e-killed")
+print(json.dumps({"bridge": node.bridge, "cgroup": node.cgroup_root, "pids": node.pids}), flush=True)
+time.sleep(300)
+"""
+
+
+def test_a_killed_node_is_reaped_by_the_next(
+    control_plane: ControlPlane, kube_apiserver: KubeAPIServer, kubectl: Kubectl, tmp_path: Path
+) -> None:
+    """A test process killed mid-run leaves its node running; the next node start cleans it up."""
+    server = kube_apiserver
+    fields = ("url", "port", "kubeconfig", "token", "ca_file", "pki_dir", "etcd_url", "version")
+    args = {
+        "server": {f: str(v) if isinstance(v, Path) else v for f in fields for v in [getattr(server, f)]},
+        "kubectl": str(kubectl.binary),
+        "workdir": str(tmp_path / "node"),
+    }
+    repo = Path(__file__).resolve().parents[2]
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, json.dumps(args)], cwd=repo, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        line = child.stdout.readline()  # the child prints once its node is Ready (or exits on failure)
+        assert line, f"the child exited with {child.wait(timeout=30)} before its node was Ready"
+        started = json.loads(line)
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+    workdir = tmp_path / "node"
+    assert host.link_exists(started["bridge"]) and all(alive(p) for p in started["pids"])  # left behind
+
+    assert started["bridge"] in host.reap_stale_nodes()
+    assert not [pid for pid in started["pids"] if alive(pid)]
+    assert not host.pids_using(workdir)
+    assert not host.mounts_under(workdir)
+    assert not host.link_exists(started["bridge"])
+    assert not host.cgroup_exists(started["cgroup"])
+    assert started["bridge"] not in host.live_nodes()
+    kubectl("delete", "node", "funcd-e2e-killed", "--ignore-not-found")
+    kubectl("delete", "clusterrolebinding", "funcd-e2e-node-funcd-e2e-killed", "--ignore-not-found")
