@@ -19,7 +19,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 from dataclasses import dataclass, field
 from ipaddress import ip_network
@@ -147,18 +146,18 @@ class Node:
             self._stop_tasks,
             self._stop_containerd,
             self._kill_leftovers,
-            lambda: host.unmount_all(self.workdir),
+            self._unmount,
             self._delete_bridge,
-            lambda: host.delete_nft_tables(host.nft_tables() - self.nft_before),
+            self._delete_nft_tables,
             self._release_sysctls,
-            lambda: host.remove_cgroup_root(self.cgroup_root),
+            self._remove_cgroups,
             self._remove_cni_cache,
             self._delete_api_objects,
         ):
             try:
                 step()
             except Exception as exc:  # keep tearing down; report what failed
-                errors.append(f"{getattr(step, '__name__', 'step')}: {exc}")
+                errors.append(f"{step.__name__.lstrip('_')}: {exc}")
         if errors:
             raise StackError(f"node {self.name} teardown: " + "; ".join(errors))
 
@@ -193,14 +192,16 @@ class Node:
 
     def _kill_leftovers(self) -> None:
         """Shims (their command lines name our socket) and anything in our cgroup tree."""
-        for pid in {*host.pids_using(self.workdir), *host.cgroup_pids(self.cgroup_root)}:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        wait_until(
-            lambda: not host.pids_using(self.workdir) and not host.cgroup_pids(self.cgroup_root),
-            "the node's shims and containers to exit",
-            15,
-        )
+        host.kill_and_wait({*host.pids_using(self.workdir), *host.cgroup_pids(self.cgroup_root)})
+
+    def _unmount(self) -> None:
+        host.unmount_all(self.workdir)
+
+    def _delete_nft_tables(self) -> None:
+        host.delete_nft_tables(host.nft_tables() - self.nft_before)
+
+    def _remove_cgroups(self) -> None:
+        host.remove_cgroup_root(self.cgroup_root)
 
     def _delete_bridge(self) -> None:
         if self.owns_bridge:

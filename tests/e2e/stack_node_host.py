@@ -108,6 +108,18 @@ def release_sysctls(bridge: str) -> None:
         saved.unlink()
 
 
+def kill_and_wait(pids: set[int], timeout: float = 15) -> None:
+    """SIGKILL each PID and wait (bounded) until none exists any more."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+    def gone() -> bool:
+        return not any(Path(f"/proc/{pid}").exists() for pid in pids)
+
+    wait_until(gone, f"processes {sorted(pids)} to exit after SIGKILL", timeout)
+
+
 def reap_stale_nodes() -> list[str]:
     """Clean up after nodes whose test process died without teardown (killed, or the machine's
     session ended): their processes, mounts, bridge and cgroups, and the kernel settings when no
@@ -120,11 +132,7 @@ def reap_stale_nodes() -> list[str]:
             with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
                 owner = json.loads(path.read_text())
                 workdir, bridge = Path(owner["workdir"]), str(owner["bridge"])
-                pids = {*pids_using(workdir), *cgroup_pids(f"funcd-e2e-{bridge}")}
-                for pid in pids:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-                wait_until(lambda ps=pids: not any(Path(f"/proc/{p}").exists() for p in ps), "stale exit", 10)
+                kill_and_wait({*pids_using(workdir), *cgroup_pids(f"funcd-e2e-{bridge}")})
                 unmount_all(workdir)
                 delete_bridge(bridge)
                 remove_cgroup_root(f"funcd-e2e-{bridge}")
@@ -266,9 +274,9 @@ def pids_using(directory: Path) -> dict[int, str]:
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         with contextlib.suppress(OSError):
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            if prefix in cmdline:
-                found[int(entry.name)] = cmdline.strip()
+            args = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            if any(prefix == a or f"{prefix}/" in a or a.endswith(f"={prefix}") for a in args):
+                found[int(entry.name)] = " ".join(args).strip()
     return found
 
 
