@@ -240,3 +240,13 @@ def test_import_image_under_another_name(node: Node, kubectl: Kubectl, k8s_names
     )
     wait_ready(kubectl, node, k8s_namespace, "renamed")
     wait_ready(kubectl, node, k8s_namespace, "bare")
+
+
+def test_pods_reach_the_session_redis(
+    node: Node, node_redis: str, kubectl: Kubectl, k8s_namespace: str
+) -> None:
+    assert node_redis.startswith(node.host_ip + ":")
+    kubectl.apply(probe_pod("client", node.probe_image), "-n", k8s_namespace)
+    wait_ready(kubectl, node, k8s_namespace, "client")
+    reply = kubectl("exec", "client", "-n", k8s_namespace, "--", "/probe", "send", node_redis, "PING").stdout
+    assert reply.strip() == "+PONG"

@@ -4,12 +4,16 @@
 //	                     "probe <hostname>", and each request is logged to stdout
 //	probe get URL        GET URL and print the body; exit 1 on an error or a status >= 400
 //	probe cat FILE       print a file (e.g. /proc/self/status: user, capabilities, seccomp mode)
+//	probe send ADDR LINE connect to host:port over TCP, send LINE and CRLF, print the first line back
+//	                     (a Redis inline command: probe send 10.244.0.1:6379 PING prints +PONG)
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -35,6 +39,12 @@ func main() {
 			os.Exit(2)
 		}
 		os.Exit(get(args[1]))
+	case "send":
+		if len(args) != 3 {
+			fmt.Fprintln(os.Stderr, "usage: probe send HOST:PORT LINE")
+			os.Exit(2)
+		}
+		os.Exit(send(args[1], args[2]))
 	case "cat":
 		if len(args) != 2 {
 			fmt.Fprintln(os.Stderr, "usage: probe cat FILE")
@@ -47,7 +57,7 @@ func main() {
 		}
 		os.Stdout.Write(data)
 	default:
-		fmt.Fprintf(os.Stderr, "probe: unknown command %q (expected serve, get or cat)\n", args[0])
+		fmt.Fprintf(os.Stderr, "probe: unknown command %q (expected serve, get, send or cat)\n", args[0])
 		os.Exit(2)
 	}
 }
@@ -95,5 +105,26 @@ func get(url string) int {
 		fmt.Fprintf(os.Stderr, "probe: GET %s: status %d\n", url, resp.StatusCode)
 		return 1
 	}
+	return 0
+}
+
+func send(addr, line string) int {
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "probe: connect %s: %v\n", addr, err)
+		return 1
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := fmt.Fprintf(conn, "%s\r\n", line); err != nil {
+		fmt.Fprintf(os.Stderr, "probe: send to %s: %v\n", addr, err)
+		return 1
+	}
+	reply, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "probe: read from %s: %v\n", addr, err)
+		return 1
+	}
+	fmt.Print(reply)
 	return 0
 }
