@@ -105,7 +105,8 @@ class Node:
         return proc
 
     def import_image(self, archive: Path, name: str) -> str:
-        """Load an OCI image archive (a tar of an OCI layout with one image) as ``name``.
+        """Load an OCI image archive (a tar of an OCI layout with one image, named by a bare tag or a
+        whole name in its index) as ``name``.
 
         ``name`` should carry a registry host (``funcd.local/app:1``): the CRI plugin expands a bare
         ``app:1`` to ``docker.io/library/app:1``, and that is the name stored here too. Pods must use
@@ -113,11 +114,15 @@ class Node:
         stored name."""
         full = normalize_image(name)
         refs = archive_refs(archive)
-        if len(refs) != 1 or not refs[0] or "/" in refs[0] or ":" in refs[0]:
-            raise StackError(f"{archive}: expected one image tagged by a bare tag (umoci's), found {refs}")
-        repo = full.rsplit(":", 1)[0]
-        imported = f"{repo}:{refs[0]}"
-        self.ctr("images", "import", "--base-name", repo, str(archive))
+        if len(refs) != 1 or not refs[0]:
+            raise StackError(f"{archive}: expected one image with a reference name, found {refs}")
+        if "/" in refs[0] or ":" in refs[0]:  # a whole name: ctr keeps it as it is
+            imported = refs[0]
+            self.ctr("images", "import", str(archive))
+        else:  # a bare tag (umoci's default): ctr prefixes the repository given as base name
+            repo = full.rsplit(":", 1)[0]
+            imported = f"{repo}:{refs[0]}"
+            self.ctr("images", "import", "--base-name", repo, str(archive))
         if imported != full:
             self.ctr("images", "tag", "--force", imported, full)
             self.ctr("images", "rm", imported)

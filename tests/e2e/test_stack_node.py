@@ -5,8 +5,12 @@ restricted namespace runs pods under seccomp RuntimeDefault."""
 from __future__ import annotations
 
 import http.server
+import io
+import json
+import tarfile
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -227,7 +231,9 @@ def test_images_are_never_pulled(node: Node, kubectl: Kubectl, k8s_namespace: st
     assert "proxyconnect tcp: dial tcp 127.0.0.1:9" in message, message
 
 
-def test_import_image_under_another_name(node: Node, kubectl: Kubectl, k8s_namespace: str) -> None:
+def test_import_image_under_another_name(
+    node: Node, kubectl: Kubectl, k8s_namespace: str, tmp_path: Path
+) -> None:
     archive = require_image("pause", "probe.oci.tar")
     assert node.import_image(archive, "funcd.local/renamed:2") == "funcd.local/renamed:2"
     assert node.import_image(archive, "bare-name:3") == "docker.io/library/bare-name:3"
@@ -235,11 +241,31 @@ def test_import_image_under_another_name(node: Node, kubectl: Kubectl, k8s_names
     assert {"funcd.local/renamed:2", "docker.io/library/bare-name:3"} <= set(names)
     assert "funcd.local/renamed:1" not in names  # the archive's own tag is not left behind
 
-    kubectl.apply(
-        [probe_pod("renamed", "funcd.local/renamed:2"), probe_pod("bare", "bare-name:3")], "-n", k8s_namespace
-    )
-    wait_ready(kubectl, node, k8s_namespace, "renamed")
-    wait_ready(kubectl, node, k8s_namespace, "bare")
+    # An archive whose index names the image in full (umoci tag "funcd.local/whole:5").
+    whole = renamed_archive(archive, "funcd.local/whole:5", tmp_path / "whole.tar")
+    assert node.import_image(whole, "funcd.local/whole:6") == "funcd.local/whole:6"
+    assert "funcd.local/whole:5" not in node.ctr("images", "ls", "-q").stdout.split()
+
+    pods = [probe_pod("renamed", "funcd.local/renamed:2"), probe_pod("bare", "bare-name:3")]
+    kubectl.apply([*pods, probe_pod("whole", "funcd.local/whole:6")], "-n", k8s_namespace)
+    for name in ("renamed", "bare", "whole"):
+        wait_ready(kubectl, node, k8s_namespace, name)
+
+
+def renamed_archive(archive: Path, ref: str, out: Path) -> Path:
+    """A copy of an OCI layout archive whose index names its image ``ref``."""
+    with tarfile.open(archive) as src, tarfile.open(out, "w") as dst:
+        for member in src.getmembers():
+            data = src.extractfile(member) if member.isfile() else None
+            if member.name == "index.json" and data is not None:
+                index = json.load(data)
+                index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"] = ref
+                raw = json.dumps(index).encode()
+                member.size = len(raw)
+                dst.addfile(member, io.BytesIO(raw))
+            else:
+                dst.addfile(member, data)
+    return out
 
 
 def test_pods_reach_the_session_redis(
