@@ -40,7 +40,7 @@ from tests.e2e.stack_procs import HOST, ProcGroup, StackError, free_port, http_s
 
 PAUSE_IMAGE = "funcd.local/pause:1"
 PROBE_IMAGE = "funcd.local/probe:1"
-CNI_CACHE = Path("/var/lib/cni/results")
+CNI_CACHE = host.CNI_CACHE
 RESOLV_CONF = "nameserver 127.0.0.1\noptions attempts:1 timeout:1\n"
 
 
@@ -72,8 +72,8 @@ class Node:
     """The kernel settings from before the first node of this machine started (restored by the last)."""
     owns_bridge: bool = False
     """This node created ``bridge`` (teardown deletes only such a bridge)."""
-    owns_sysctls: bool = False
-    """This node is registered in the machine-wide record of kernel settings."""
+    registered: bool = False
+    """This node is registered in the machine-wide record (kernel settings, fixed directories)."""
     nft_before: set[str] = field(default_factory=set)
     """The nftables tables before start (teardown deletes the ones added since)."""
     relays: list[host.Relay] = field(default_factory=list)
@@ -154,9 +154,9 @@ class Node:
             self._unmount,
             self._delete_bridge,
             self._delete_nft_tables,
-            self._release_sysctls,
+            self._unregister,
             self._remove_cgroups,
-            self._remove_cni_cache,
+            self._remove_runtime_leftovers,
             self._delete_api_objects,
         ):
             try:
@@ -212,11 +212,12 @@ class Node:
         if self.owns_bridge:
             host.delete_bridge(self.bridge)
 
-    def _release_sysctls(self) -> None:
-        if self.owns_sysctls:
-            host.release_sysctls(self.bridge)
+    def _unregister(self) -> None:
+        if self.registered:
+            host.unregister_node(self.bridge)
 
-    def _remove_cni_cache(self) -> None:
+    def _remove_runtime_leftovers(self) -> None:
+        host.remove_runtime_leftovers(self.workdir)
         if CNI_CACHE.is_dir():
             for path in CNI_CACHE.glob(f"{network_name(self.bridge)}-*"):
                 path.unlink()
@@ -283,8 +284,8 @@ def start_node(
     node = Node(name, host_ip, bridge, pod_subnet, free_port(), layout, kubectl, owns_bridge=claimed)
     node.nft_before = host.nft_tables()
     try:
-        node.saved_sysctls = host.claim_sysctls(bridge, workdir)
-        node.owns_sysctls = True
+        node.saved_sysctls = host.register_node(bridge, workdir)
+        node.registered = True
         _prepare(node, server)
         env = {
             "HTTP_PROXY": "http://127.0.0.1:9",  # a closed port: any attempt to reach a registry fails here

@@ -1,7 +1,8 @@
 """Host state the e2e node changes, each piece recorded so that teardown puts it back.
 
-The bridge and its veths, the kernel settings the kubelet rewrites (recorded once per machine, in
-/run/funcd-e2e-nodes, so that concurrent test runs restore the values from before the first), the
+The bridge and its veths, the kernel settings the kubelet rewrites and the fixed directories it and
+containerd create (recorded once per machine, in /run/funcd-e2e-nodes, so that concurrent test runs
+restore the state from before the first), the
 cgroup tree it runs pods in, the mounts under the node's directory, the nftables tables that
 appear while it runs, and TCP relays that let pods reach loopback-only servers through the
 bridge's address.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import signal
@@ -25,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.e2e.stack_node_config import NodeLayout
 from tests.e2e.stack_procs import StackError, wait_until
 
 # The kernel settings the kubelet sets when protectKernelDefaults is off (cm.setupKernelTunables).
@@ -38,7 +41,16 @@ KUBELET_SYSCTLS = (
 )
 CGROUP_FS = Path("/sys/fs/cgroup")
 NODES_DIR = Path("/run/funcd-e2e-nodes")
-"""Machine-wide record of the running e2e nodes and of the kernel settings from before the first."""
+"""Machine-wide record of the running e2e nodes and of the host's state from before the first."""
+# Paths no setting moves: the kubelet's device-plugin socket and checkpoint, libcni's result cache,
+# containerd's shim sockets. Removed after the last node when they were absent before the first.
+FIXED_DIRS = ("/var/lib/kubelet", "/var/lib/cni", "/run/containerd")
+CNI_CACHE = Path("/var/lib/cni/results")
+SHIM_SOCKETS = Path("/run/containerd/s")
+KUBELET_LEFTOVERS = (
+    Path("/var/lib/kubelet/device-plugins/kubelet.sock"),
+    Path("/var/lib/kubelet/device-plugins/kubelet_internal_checkpoint"),
+)
 
 
 def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -85,27 +97,45 @@ def live_nodes() -> list[str]:
         return sorted(path.stem for path in _live_owners())
 
 
-def claim_sysctls(bridge: str, workdir: Path) -> dict[str, str]:
-    """Register a node of this machine; the first one records the kernel settings the kubelet changes
-    (a record left by a run that crashed is kept: it holds the values from before that run)."""
+def register_node(bridge: str, workdir: Path) -> dict[str, str]:
+    """Register a node of this machine. The first one records the kernel settings the kubelet changes
+    and which of the kubelet's and containerd's fixed directories are absent; a record left by a run
+    that crashed is kept (it holds the state from before that run). Returns the recorded settings."""
     with _machine_lock():
-        saved = NODES_DIR / "sysctls.json"
-        if not saved.exists():
-            saved.write_text(json.dumps(read_sysctls()))
+        record = NODES_DIR / "machine.json"
+        if not record.exists():
+            absent = [p for p in FIXED_DIRS if not Path(p).exists()]
+            record.write_text(json.dumps({"sysctls": read_sysctls(), "absent": absent}))
         owner = {"pid": os.getpid(), "workdir": str(workdir), "bridge": bridge}
         (NODES_DIR / f"{bridge}.owner").write_text(json.dumps(owner))
-        return dict(json.loads(saved.read_text()))
+        return dict(json.loads(record.read_text())["sysctls"])
 
 
-def release_sysctls(bridge: str) -> None:
-    """Unregister a node; the last live one of the machine writes the recorded settings back."""
+def unregister_node(bridge: str) -> None:
+    """Unregister a node; the last live one of the machine puts the recorded state back."""
     with _machine_lock():
         (NODES_DIR / f"{bridge}.owner").unlink(missing_ok=True)
-        saved = NODES_DIR / "sysctls.json"
-        if _live_owners() or not saved.exists():
-            return
-        restore_sysctls(json.loads(saved.read_text()))
-        saved.unlink()
+        _restore_machine()
+
+
+def _restore_machine() -> None:
+    """With the machine lock held and no live node: write the kernel settings back and remove the
+    fixed directories that were absent, once empty of what the kubelet leaves in them."""
+    record = NODES_DIR / "machine.json"
+    if _live_owners() or not record.exists():
+        return
+    state = json.loads(record.read_text())
+    restore_sysctls(state["sysctls"])
+    for directory in map(Path, state["absent"]):
+        for leftover in KUBELET_LEFTOVERS:
+            if leftover.parent.is_relative_to(directory):
+                leftover.unlink(missing_ok=True)
+        if directory.is_dir():
+            subdirs = sorted((p for p in directory.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+            for path in [*subdirs, directory]:
+                with contextlib.suppress(OSError):  # not empty: something else put files there
+                    path.rmdir()
+    record.unlink()
 
 
 def kill_and_wait(pids: set[int], timeout: float = 15) -> None:
@@ -118,6 +148,32 @@ def kill_and_wait(pids: set[int], timeout: float = 15) -> None:
         return not any(Path(f"/proc/{pid}").exists() for pid in pids)
 
     wait_until(gone, f"processes {sorted(pids)} to exit after SIGKILL", timeout)
+
+
+def remove_runtime_leftovers(workdir: Path) -> None:
+    """Files containerd and libcni keep outside the node's directory, for the node's sandboxes and
+    containers: shim sockets (left when a shim is killed) and CNI result caches (left when a sandbox
+    is never torn down). Both are named after container IDs, found in the node's containerd dirs."""
+    layout = NodeLayout(workdir)
+    ids: set[str] = set()
+    for parent in (
+        layout.containerd_state / "io.containerd.runtime.v2.task" / "k8s.io",
+        layout.containerd_root / "io.containerd.grpc.v1.cri" / "sandboxes",
+        layout.containerd_root / "io.containerd.grpc.v1.cri" / "containers",
+    ):
+        if parent.is_dir():
+            ids.update(p.name for p in parent.iterdir() if p.is_dir())
+    for cid in ids:
+        # containerd 1.6: the socket of a shim is s/<sha256(socket address/namespace/id)>.
+        key = os.path.join(str(layout.containerd_socket), "k8s.io", cid)
+        (SHIM_SOCKETS / hashlib.sha256(key.encode()).hexdigest()).unlink(missing_ok=True)
+        for path in CNI_CACHE.glob(f"*-{cid}-*") if CNI_CACHE.is_dir() else []:
+            path.unlink(missing_ok=True)
+
+
+def runtime_files() -> set[Path]:
+    """The shim sockets and CNI result caches of the machine (to compare before and after a node)."""
+    return {p for d in (SHIM_SOCKETS, CNI_CACHE) if d.is_dir() for p in d.iterdir()}
 
 
 def reap_stale_nodes() -> list[str]:
@@ -134,14 +190,13 @@ def reap_stale_nodes() -> list[str]:
                 workdir, bridge = Path(owner["workdir"]), str(owner["bridge"])
                 kill_and_wait({*pids_using(workdir), *cgroup_pids(f"funcd-e2e-{bridge}")})
                 unmount_all(workdir)
+                remove_runtime_leftovers(workdir)
                 delete_bridge(bridge)
                 remove_cgroup_root(f"funcd-e2e-{bridge}")
                 reaped.append(bridge)
             path.unlink(missing_ok=True)
-        saved = NODES_DIR / "sysctls.json"
-        if reaped and not _live_owners() and saved.exists():
-            restore_sysctls(json.loads(saved.read_text()))
-            saved.unlink()
+        if reaped:
+            _restore_machine()
     return reaped
 
 
