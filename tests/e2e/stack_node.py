@@ -131,6 +131,9 @@ class Node:
     def expose(self, port: int) -> str:
         """Offer the loopback server on ``port`` to pods; returns ``host_ip:PORT`` for them to dial
         (the same port number when it is free on the bridge address)."""
+        for existing in self.relays:
+            if existing.target == port:
+                return existing.address
         relay = host.start_relay(self.host_ip, port)
         self.relays.append(relay)
         return relay.address
