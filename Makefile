@@ -24,7 +24,7 @@ demo-pubsub: install
 	$(PY) testbin/build.py daprd
 	$(PY) samples/pubsub-consumer/demo.py
 
-test: install testbin
+test: install testbin image
 	$(PY) -m pytest -q
 
 test-fast: install
@@ -49,7 +49,7 @@ testbin: install
 # The runtime image (funcd:<version>, funcd:latest) and the daprd image (funcd-daprd:<version>) as OCI
 # archives in ~/.cache/funcd-testbin/images/, without a daemon: mmdebstrap + umoci (installed with apt-get).
 image: install
-	$(PY) testbin/build.py mmdebstrap umoci daprd
+	$(PY) testbin/build.py mmdebstrap node-runtime daprd
 	$(PY) images/build.py
 
 clean:

@@ -16,7 +16,7 @@ Both run as 65532:65532. Names and in-image paths: funcd_controller/image/names.
 Archives are cached in ``<testbin cache>/images/`` under a key that hashes their inputs (the Debian
 package list and options, funcd's sources, the pins, the daprd binary); ``funcd-<version>.oci.tar``
 and ``funcd-daprd-<version>.oci.tar`` there are the latest builds (``funcd build``'s default base).
-Needs mmdebstrap and umoci (``testbin/build.py mmdebstrap umoci`` installs them) and root for
+Needs mmdebstrap and umoci (``testbin/build.py mmdebstrap node-runtime`` installs them) and root for
 mmdebstrap's root mode (else it uses unshare mode).
 """
 

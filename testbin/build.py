@@ -9,7 +9,8 @@
 
 Go recipes build wrapper modules under testbin/<name>/ through the Go module proxy with
 GOTOOLCHAIN=local CGO_ENABLED=0 -trimpath -mod=readonly, sequentially, with `go build -p`
-set from $FUNCD_TESTBIN_JOBS (default 2). The redis recipe installs Debian's redis-server.
+set from $FUNCD_TESTBIN_JOBS (default 2). Apt recipes (redis, the node runtime) install Debian
+packages; the pause recipe also packs its programs as OCI image archives with umoci.
 What is built, and why each version, is in testbin/stack.py and docs/test-stack.md.
 """
 
@@ -22,6 +23,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -100,6 +102,8 @@ def build_go(recipe: stack.GoRecipe) -> None:
             shutil.copytree(Path(info["Dir"]) / inner, staging / subdir)
             for path in [staging / subdir, *(staging / subdir).rglob("*")]:
                 path.chmod(0o755 if path.is_dir() else 0o644)
+        for archive, (binary, tag) in recipe.images.items():
+            pack_image(staging / binary, staging / archive, tag, staging)
         (staging / stack.STAMP).write_text(recipe.digest() + "\n")
         staging.chmod(0o755)
         if final.exists():
@@ -110,15 +114,54 @@ def build_go(recipe: stack.GoRecipe) -> None:
             shutil.rmtree(staging, ignore_errors=True)
 
 
+def pack_image(binary: Path, archive: Path, tag: str, workdir: Path) -> None:
+    """A one-layer OCI image whose entrypoint is ``/<binary name>`` (static, run as 65532), written
+    as a tar of an OCI layout whose only reference is ``tag``."""
+    umoci = shutil.which("umoci")
+    if not umoci:
+        raise BuildError(
+            f"umoci is needed to pack {archive.name}: build the node-runtime recipe first "
+            "(`python testbin/build.py node-runtime`, apt-get as root)"
+        )
+    layout = workdir / f".{archive.name}.layout"
+    image = f"{layout}:{tag}"
+    env = dict(os.environ)
+    entry = f"/{binary.name}"
+    created = "2000-01-01T00:00:00Z"  # a fixed date keeps the image's config the same across builds
+    os.utime(binary, (946684800, 946684800))  # the layer records the file's time: a fixed one
+    run([umoci, "init", "--layout", str(layout)], workdir, env)
+    run([umoci, "new", "--image", image], workdir, env)
+    run([umoci, "insert", "--image", image, "--history.created", created, str(binary), entry], workdir, env)
+    config = [
+        f"--config.entrypoint={entry}",
+        "--config.user=65532:65532",
+        f"--created={created}",
+        f"--history.created={created}",
+    ]
+    run([umoci, "config", "--image", image, *config], workdir, env)
+    run([umoci, "gc", "--layout", str(layout)], workdir, env)
+    with tarfile.open(archive, "w") as tar:
+        for path in sorted(layout.rglob("*")):
+            info = tar.gettarinfo(str(path), arcname=path.relative_to(layout).as_posix())
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+            info.mode = 0o755 if path.is_dir() else 0o644
+            if path.is_dir():
+                tar.addfile(info)
+            else:
+                with path.open("rb") as f:
+                    tar.addfile(info, f)
+    shutil.rmtree(layout)
+
+
 def build_apt(recipe: stack.AptRecipe) -> None:
+    packages = " ".join(recipe.packages)
     if os.geteuid() != 0:
         raise BuildError(
-            f"{recipe.package} is not installed and this is not root: "
-            f"run `sudo apt-get install -y {recipe.package}`"
+            f"{packages} not (all) installed and this is not root: run `sudo apt-get install -y {packages}`"
         )
-    # RUNLEVEL=1 keeps the package's init script from starting a system-wide server.
+    # RUNLEVEL=1 keeps a package's init script from starting a system-wide server.
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", RUNLEVEL="1")
-    cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", recipe.package]
+    cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *recipe.packages]
     if subprocess.run(cmd, env=env, capture_output=True, text=True).returncode != 0:
         run(["apt-get", "update", "-q"], Path("/"), env)
         run(cmd, Path("/"), env)

@@ -33,6 +33,7 @@ __all__ = [
     "binary",
     "cache_root",
     "data_dir",
+    "image_archive",
     "recipe_for",
     "version",
 ]
@@ -62,6 +63,9 @@ class GoRecipe:
     """Extra ``-X`` assignments (version strings), passed with ``-s -w``."""
     data: dict[str, tuple[str, str]] = field(default_factory=dict)
     """Cache subdirectory -> (upstream module@version, directory inside it) copied after the build."""
+    images: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """OCI image archive file name -> (binary to pack as the image's entrypoint, image tag): a
+    one-layer image made with umoci after the build (the node's local pod images)."""
     why: str = ""
     """Why this version: printed by ``build.py --list`` and in docs/test-stack.md."""
 
@@ -72,18 +76,22 @@ class GoRecipe:
         """Digest of everything that decides the build: the wrapper module's files and the flags."""
         h = hashlib.sha256()
         module_dir = TESTBIN_DIR / self.module
-        for path in sorted(module_dir.iterdir()):
+        for path in sorted(module_dir.rglob("*")):
             if path.is_file() and (path.suffix in {".go", ".mod", ".sum"}):
-                h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+                name = path.relative_to(module_dir).as_posix()
+                h.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
         h.update(repr((self.version, sorted(self.binaries.items()), self.ldflags)).encode())
         h.update(repr(sorted(self.data.items())).encode())
+        if self.images:
+            h.update(repr(sorted(self.images.items())).encode())
         return h.hexdigest()[:16]
 
     def is_built(self) -> bool:
         stamp = self.cache_dir() / STAMP
         if not stamp.is_file() or stamp.read_text().strip() != self.digest():
             return False
-        return all((self.cache_dir() / b).is_file() for b in self.binaries)
+        files = [*self.binaries, *self.images]
+        return all((self.cache_dir() / f).is_file() for f in files)
 
     def binary_path(self, binary: str) -> Path:
         return self.cache_dir() / binary
@@ -91,17 +99,21 @@ class GoRecipe:
 
 @dataclass(frozen=True)
 class AptRecipe:
-    """A binary that comes from a Debian package, installed with apt-get when missing."""
+    """Binaries (and files) that come from Debian packages, installed with apt-get when missing."""
 
     name: str
-    package: str
+    packages: tuple[str, ...]
+    """Debian packages installed together (one apt-get call)."""
     binaries: dict[str, str]
-    """Binary name -> absolute path where the package installs it."""
+    """Binary name -> absolute path where the packages install it."""
     version: str = "debian"
+    files: tuple[str, ...] = ()
+    """Other absolute paths the packages must provide (e.g. CNI plugins, which are not on PATH)."""
     why: str = ""
 
     def is_built(self) -> bool:
-        return all(Path(p).is_file() for p in self.binaries.values())
+        paths = [*self.binaries.values(), *self.files]
+        return all(Path(p).is_file() for p in paths)
 
     def binary_path(self, binary: str) -> Path:
         return Path(self.binaries[binary])
@@ -170,6 +182,22 @@ RECIPES: dict[str, GoRecipe | AptRecipe] = {
             ),
         ),
         GoRecipe(
+            name="kubelet",
+            version="1.33.13",
+            module="kubelet",
+            binaries={"kubelet": "k8s.io/kubernetes/cmd/kubelet"},
+            ldflags=tuple(
+                f"{pkg}.{var}={val}"
+                for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
+                for var, val in (("gitVersion", "v1.33.13"), ("gitMajor", "1"), ("gitMinor", "33"))
+            ),
+            why=(
+                "The node agent from the same Kubernetes release as the control plane, so the e2e "
+                "node runs real pods through containerd. A recipe of its own so that adding it does "
+                "not rebuild the control plane."
+            ),
+        ),
+        GoRecipe(
             name="keda",
             version="2.20.2",
             module="keda",
@@ -187,22 +215,47 @@ RECIPES: dict[str, GoRecipe | AptRecipe] = {
             why="Jaeger v2 (Go module v1.76.0): in-memory storage, OTLP receivers, query API.",
         ),
         AptRecipe(
+            name="node-runtime",
+            packages=("containerd", "runc", "containernetworking-plugins", "umoci", "nftables", "iproute2"),
+            binaries={
+                "containerd": "/usr/bin/containerd",
+                "containerd-shim-runc-v2": "/usr/bin/containerd-shim-runc-v2",
+                "ctr": "/usr/bin/ctr",
+                "runc": "/usr/sbin/runc",
+                "umoci": "/usr/bin/umoci",
+                "nft": "/usr/sbin/nft",
+                "ip": "/usr/sbin/ip",
+            },
+            files=tuple(f"/usr/lib/cni/{p}" for p in ("bridge", "host-local", "loopback")),
+            why=(
+                "Debian bookworm's containerd (1.6), runc, CNI plugins (bridge, host-local, loopback "
+                "in /usr/lib/cni), umoci (packs the local pod images), nftables and iproute2: what the "
+                "e2e node runs pods with."
+            ),
+        ),
+        GoRecipe(
+            name="pause",
+            version="1",
+            module="pause",
+            binaries={"pause": ".", "probe": "./probe"},
+            images={"pause.oci.tar": ("pause", "1"), "probe.oci.tar": ("probe", "1")},
+            why=(
+                "Our own pod sandbox program (waits for SIGINT/SIGTERM, reaps zombies) and a tiny HTTP "
+                "server/client for pod tests, each packed as a one-layer OCI image: the node never "
+                "pulls an image."
+            ),
+        ),
+        AptRecipe(
             name="redis",
-            package="redis-server",
+            packages=("redis-server",),
             binaries={"redis-server": "/usr/bin/redis-server", "redis-cli": "/usr/bin/redis-cli"},
             why="Debian bookworm's redis-server (7.0).",
         ),
         AptRecipe(
             name="mmdebstrap",
-            package="mmdebstrap",
+            packages=("mmdebstrap",),
             binaries={"mmdebstrap": "/usr/bin/mmdebstrap"},
             why="Debian bookworm's mmdebstrap: the runtime image's root filesystem, without a daemon.",
-        ),
-        AptRecipe(
-            name="umoci",
-            package="umoci",
-            binaries={"umoci": "/usr/bin/umoci"},
-            why="Debian bookworm's umoci: packs and unpacks OCI image layouts, without a daemon or root.",
         ),
     )
 }
@@ -244,7 +297,8 @@ def binary(name: str) -> Path:
         found = shutil.which(name)
         if found:
             return Path(found)
-        how = f"install the Debian package {recipe.package!r}: `make testbin` does it (apt-get, as root)"
+        names = " ".join(recipe.packages)
+        how = f"install the Debian packages {names}: `make testbin` does it (apt-get, as root)"
     else:
         state = "is stale (its recipe changed)" if path.is_file() else "is not built"
         how = f"{state}; build it with `make testbin` (or `python testbin/build.py {recipe.name}`)"
@@ -258,3 +312,12 @@ def data_dir(recipe_name: str, subdir: str) -> Path:
         raise KeyError(f"recipe {recipe_name!r} has no data directory {subdir!r}")
     binary(recipe_name if len(recipe.binaries) == 1 else next(iter(recipe.binaries)))
     return recipe.cache_dir() / subdir
+
+
+def image_archive(recipe_name: str, archive: str) -> Path:
+    """An OCI image archive a recipe packed at build time (e.g. pause's ``pause.oci.tar``)."""
+    recipe = RECIPES[recipe_name]
+    if not isinstance(recipe, GoRecipe) or archive not in recipe.images:
+        raise KeyError(f"recipe {recipe_name!r} has no image archive {archive!r}")
+    binary(next(iter(recipe.binaries)))
+    return recipe.cache_dir() / archive

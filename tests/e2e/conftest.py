@@ -1,4 +1,5 @@
-"""Fixtures for the real test stack: Redis, daprd, etcd + kube-apiserver + kubectl, KEDA, Jaeger.
+"""Fixtures for the real test stack: Redis, daprd, etcd + kube-apiserver + kubectl, KEDA, Jaeger,
+and a node (containerd + kubelet) that runs real pods.
 
 Every test under tests/e2e/ is marked ``e2e`` (``make test-fast`` leaves them out). Binaries come
 from the testbin cache (``make testbin``); a missing one fails the test and says how to build it.
@@ -10,7 +11,13 @@ Fixtures (scope, what they give):
     daprd           function  DaprdFactory: daprd(app_port, resources=..., config=..., app_protocol=...)
                               -> Sidecar: .http_port .grpc_port .http_url .grpc_address .pid .log_path
     kube_apiserver  session   KubeAPIServer: .url .kubeconfig .token .ca_file .version .pid .log_path
-    control_plane   session   ControlPlane: kube-controller-manager + kube-scheduler (no node yet)
+    control_plane   session   ControlPlane: kube-controller-manager + kube-scheduler
+    node            session   Node: containerd + kubelet joined to the cluster (needs control_plane):
+                              .name .host_ip .bridge .pod_subnet .pause_image .probe_image
+                              .import_image(archive, name) .expose(port) -> "host_ip:port" .ctr(*args)
+    node_redis      session   "host_ip:port": the session Redis as pods reach it
+    pod_images      session   PodImages: samples built with funcd build and the daprd image, imported
+    restricted_ns   function  a fresh namespace enforcing the restricted Pod Security Standard
     kubectl         session   Kubectl: kubectl(*args) -> CompletedProcess; .json(*args); .apply(obj)
     k8s_namespace   function  a fresh namespace name, deleted afterwards
     keda_operator   session   KedaOperator: .namespace .crds_dir .version .pid .log_path
@@ -34,8 +41,10 @@ import pytest
 from tests.e2e.stack_control_plane import ControlPlane, start_control_plane
 from tests.e2e.stack_dapr import DaprdFactory
 from tests.e2e.stack_funcd_controller import controller, dapr_crds, funcd_crd  # noqa: F401 (fixtures)
+from tests.e2e.stack_funcd_pods import pod_images, restricted_ns  # noqa: F401 (fixtures)
 from tests.e2e.stack_jaeger import Jaeger, start_jaeger
 from tests.e2e.stack_kube import KedaOperator, KubeAPIServer, Kubectl, start_keda, start_kube_apiserver
+from tests.e2e.stack_node import PAUSE_IMAGE, PROBE_IMAGE, Node, start_node
 from tests.e2e.stack_redis import RedisServer, start_redis
 
 E2E_DIR = Path(__file__).resolve().parent
@@ -85,6 +94,27 @@ def require_binary(name: str) -> Path:
     pytest.fail(
         f"{problem}\nThe end-to-end tests need the pinned test stack: run `make testbin`.", pytrace=False
     )
+
+
+def require_image(recipe: str, archive: str) -> Path:
+    """An OCI image archive the testbin build packed (e.g. the pause image); fails if not built."""
+    try:
+        return Path(_stack.image_archive(recipe, archive))
+    except _stack.MissingBinary as exc:
+        problem = str(exc)
+    pytest.fail(
+        f"{problem}\nThe end-to-end tests need the pinned test stack: run `make testbin`.", pytrace=False
+    )
+
+
+def node_images() -> dict[str, Path]:
+    """The images every e2e node imports at start: the sandbox (pause) and the probe test image."""
+    for name in ("containerd", "ctr", "runc", "nft", "ip", "umoci"):
+        require_binary(name)
+    return {
+        PAUSE_IMAGE: require_image("pause", "pause.oci.tar"),
+        PROBE_IMAGE: require_image("pause", "probe.oci.tar"),
+    }
 
 
 def require_data(recipe: str, subdir: str) -> Path:
@@ -152,7 +182,7 @@ def kubectl(kube_apiserver: KubeAPIServer) -> Kubectl:
 
 @pytest.fixture(scope="session")
 def control_plane(kube_apiserver: KubeAPIServer, stack_workdir: Path) -> Iterator[ControlPlane]:
-    """kube-controller-manager and kube-scheduler against the test apiserver (no node: pods stay Pending)."""
+    """kube-controller-manager and kube-scheduler against the test apiserver (pods run on ``node``)."""
     plane = start_control_plane(
         require_binary("kube-controller-manager"),
         require_binary("kube-scheduler"),
@@ -162,6 +192,24 @@ def control_plane(kube_apiserver: KubeAPIServer, stack_workdir: Path) -> Iterato
     )
     yield plane
     plane.stop()
+
+
+@pytest.fixture(scope="session")
+def node(
+    control_plane: ControlPlane, kube_apiserver: KubeAPIServer, kubectl: Kubectl, stack_workdir: Path
+) -> Iterator[Node]:
+    """containerd + kubelet on bridge funcd0 (10.244.0.0/24), Ready; pods run on it."""
+    started = start_node(
+        require_binary("kubelet"), kube_apiserver, kubectl, stack_workdir / "node", node_images()
+    )
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="session")
+def node_redis(node: Node, redis_server: RedisServer) -> str:
+    """``host_ip:port`` at which pods reach the session Redis (a relay to its loopback port)."""
+    return node.expose(redis_server.port)
 
 
 @pytest.fixture

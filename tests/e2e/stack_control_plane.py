@@ -1,7 +1,8 @@
 """The rest of the control plane: kube-controller-manager and kube-scheduler, against the test apiserver.
 
-They turn Deployments into ReplicaSets and Pods, collect garbage (owner references) and schedule pods.
-No node runs yet, so pods stay Pending. Both listen on loopback only, with leader election off.
+They turn Deployments into ReplicaSets and Pods, collect garbage (owner references), manage node
+taints and schedule pods. Pods stay Pending unless the ``node`` fixture (stack_node) runs. Both
+listen on loopback only, with leader election off.
 """
 
 from __future__ import annotations
@@ -62,7 +63,9 @@ def start_control_plane(
                     f"--cluster-signing-key-file={pki / 'ca.key'}",
                     "--use-service-account-credentials=false",
                     "--leader-elect=false",
-                    "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller",
+                    # nodelifecycle removes the not-ready taint a kubelet registers with, once the
+                    # node is Ready (stack_node); nodeipam is off: the node's CNI config has its range.
+                    "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller",
                     "--concurrent-gc-syncs=5",
                     "--profiling=false",
                     "--v=1",

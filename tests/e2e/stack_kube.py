@@ -1,8 +1,9 @@
 """A real control plane for tests: etcd + kube-apiserver, a kubectl bound to it, and KEDA.
 
-No kubelet, scheduler or controller-manager runs: objects are stored and validated (RBAC,
-admission including PodSecurity) but nothing schedules pods. KEDA does not need more: it scales
-a workload by writing its ``/scale`` subresource.
+Objects are stored and validated (RBAC, admission including PodSecurity). The scheduler and
+controller-manager come from ``stack_control_plane``, a node (kubelet) from ``stack_node``; the
+apiserver reaches a kubelet at its InternalIP with the test CA's client certificate. KEDA needs
+none of them: it scales a workload by writing its ``/scale`` subresource.
 
 Errors::
 
@@ -217,6 +218,12 @@ def start_kube_apiserver(
                     # The default reconciler would publish 127.0.0.1 as the kubernetes Service endpoint,
                     # which the API rejects (loopback); nothing in the tests uses that Service.
                     "--endpoint-reconciler-type=none",
+                    # Reach a kubelet (logs, exec) at its node IP: the default order starts with the
+                    # Hostname address, which would be resolved through DNS.
+                    "--kubelet-preferred-address-types=InternalIP",
+                    f"--kubelet-client-certificate={pki / 'tls.crt'}",
+                    f"--kubelet-client-key={pki / 'tls.key'}",
+                    f"--kubelet-certificate-authority={pki / 'ca.crt'}",
                     "--v=1",
                 ],
                 workdir / "logs",
