@@ -60,9 +60,19 @@ def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return proc
 
 
-def read_sysctls(names: tuple[str, ...] = KUBELET_SYSCTLS) -> dict[str, str]:
-    """Current values, keyed by their path under /proc/sys."""
-    return {name: (Path("/proc/sys") / name).read_text().strip() for name in names}
+# Not changed by the node (no masquerade, no gateway mode, no iptables rules), but recorded and
+# checked with the rest so that a change would show.
+NETWORK_SYSCTLS = (
+    "net/ipv4/ip_forward",
+    "net/bridge/bridge-nf-call-iptables",
+    "net/bridge/bridge-nf-call-ip6tables",
+)
+
+
+def read_sysctls(names: tuple[str, ...] = KUBELET_SYSCTLS + NETWORK_SYSCTLS) -> dict[str, str]:
+    """Current values, keyed by their path under /proc/sys (the ones this kernel has)."""
+    paths = {name: Path("/proc/sys") / name for name in names}
+    return {name: path.read_text().strip() for name, path in paths.items() if path.exists()}
 
 
 def restore_sysctls(saved: dict[str, str]) -> None:
