@@ -59,8 +59,9 @@ stack = _load_stack()
 EPOCH = 0
 """Every timestamp in the images (SOURCE_DATE_EPOCH for mmdebstrap, layer mtimes, config ``created``)."""
 SUITE, MIRROR = "bookworm", "http://deb.debian.org/debian"
-PACKAGES = ("python3", "ca-certificates")
-"""Installed on top of mmdebstrap's ``essential`` variant (apt is not needed at run time)."""
+PACKAGES = ("python3", "ca-certificates", "libstdc++6")
+"""Installed on top of mmdebstrap's ``essential`` variant (apt is not needed at run time); libstdc++6 for
+grpcio's extension (the Dapr runtime)."""
 HOOKS = ("/usr/share/mmdebstrap/hooks/merged-usr",)
 """merged-/usr the debootstrap way, with ``usr-is-merged``: without it init-system-helpers pulls in
 ``usrmerge`` and with it perl (45 MB)."""

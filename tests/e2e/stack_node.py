@@ -116,8 +116,8 @@ class Node:
         refs = archive_refs(archive)
         if len(refs) != 1 or not refs[0]:
             raise StackError(f"{archive}: expected one image with a reference name, found {refs}")
-        if "/" in refs[0] or ":" in refs[0]:  # a whole name: ctr keeps it as it is
-            imported = refs[0]
+        if "/" in refs[0] or ":" in refs[0]:  # a whole name: ctr stores it as the CRI plugin expands it
+            imported = normalize_image(refs[0])
             self.ctr("images", "import", str(archive))
         else:  # a bare tag (umoci's default): ctr prefixes the repository given as base name
             repo = full.rsplit(":", 1)[0]

@@ -83,6 +83,30 @@ def test_daprd_image_runs_its_binary(tmp_path: Path) -> None:
     assert out.stdout.strip() == stack.version("daprd") == names.DAPRD_VERSION
 
 
+def _needed(lib: Path) -> list[str]:
+    """The shared libraries an ELF file names (DT_NEEDED), read by the host's readelf."""
+    out = subprocess.run(["readelf", "-d", str(lib)], capture_output=True, text=True, check=True).stdout
+    return re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", out)
+
+
+def test_every_compiled_extension_finds_its_libraries_in_the_image(runtime: Path, tmp_path: Path) -> None:
+    """Run from the unpacked image, the host's libraries would hide a missing one (e.g. grpcio's
+    libstdc++): resolve each extension's DT_NEEDED inside the image alone, as a pod does."""
+    rootfs = unpack(runtime, names.RUNTIME_REFS[0], tmp_path / "unpacked") / "rootfs"
+    system = [rootfs / "usr/lib/x86_64-linux-gnu", rootfs / "usr/lib"]
+    missing = []
+    extensions = sorted(rootfs.glob("usr/local/lib/python3*/dist-packages/**/*.so*"))
+    assert any("grpc" in str(e) for e in extensions), "expected grpcio's extension in the image"
+    for ext in extensions:
+        bundled = [d for d in ext.parents if d.name.endswith(".libs")] + [
+            p for p in ext.parents[0].parent.glob("*.libs")
+        ]
+        for name in _needed(ext):
+            if not any((d / name).exists() for d in [*system, *bundled, ext.parent]):
+                missing.append(f"{ext.relative_to(rootfs)} needs {name}")
+    assert not missing, "\n".join(missing)
+
+
 def test_hello_http_builds_the_same_twice_and_serves_from_the_image(runtime: Path, tmp_path: Path) -> None:
     first = build_function_image(SAMPLES / "hello-http", "hello:1", runtime, tmp_path / "a.tar")
     second = build_function_image(SAMPLES / "hello-http", "hello:1", runtime, tmp_path / "b.tar")

@@ -15,6 +15,7 @@ Redis as the pods reach it. What is proven:
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -35,7 +36,7 @@ from tests.e2e.stack_funcd_pods import (
 )
 from tests.e2e.stack_kube import KedaOperator, Kubectl
 from tests.e2e.stack_node import Node
-from tests.e2e.stack_procs import Proc, wait_until
+from tests.e2e.stack_procs import Proc, StackError, wait_until
 from tests.e2e.stack_redis import RedisServer
 
 pytestmark = pytest.mark.e2e
@@ -61,8 +62,29 @@ def _watch_ready(kubectl: Kubectl, name: str, ns: str, procs: list[Any], timeout
             return True
         return False
 
-    wait_until(step, f"Function {ns}/{name} to be Ready", timeout, procs, interval=0.3)
+    try:
+        wait_until(step, f"Function {ns}/{name} to be Ready", timeout, procs, interval=0.3)
+    except StackError as exc:
+        raise StackError(f"{describe(kubectl, ns, name)}\n{exc}") from None
     return seen
+
+
+def describe(kubectl: Kubectl, ns: str, name: str) -> str:
+    """The Function's status, its pods' container states and the namespace's events, for a failure."""
+    fn = _get(kubectl, "fn", name, ns) or {}
+    lines = [f"Function {ns}/{name} status: {json.dumps(fn.get('status'))}"]
+    for pod in pods(kubectl, ns, name):
+        for c in (pod.get("status") or {}).get("containerStatuses") or []:
+            lines.append(
+                f"pod {pod['metadata']['name']} {c['name']}: ready={c.get('ready')} {c.get('state')}"
+            )
+            logs = kubectl(
+                "logs", "-n", ns, pod["metadata"]["name"], "-c", c["name"], "--tail=15", check=False
+            )
+            lines.extend(f"    {line}" for line in logs.stdout.splitlines())
+    events = kubectl("get", "events", "-n", ns, "--sort-by=.lastTimestamp", check=False).stdout
+    lines.extend(events.splitlines()[-15:])
+    return "\n".join(lines)
 
 
 def test_http_sample_answers_from_its_pod_and_is_ready_only_then(
@@ -118,6 +140,11 @@ def _processed(redis: RedisServer, tok: str) -> set[int]:
     }
 
 
+def _condition(kubectl: Kubectl, ns: str, kind: str) -> dict[str, Any]:
+    status = (_get(kubectl, "fn", "pubsub-consumer", ns) or {}).get("status") or {}
+    return next((c for c in status.get("conditions") or [] if c["type"] == kind), {})
+
+
 def _replicas(kubectl: Kubectl, ns: str) -> int:
     deployment = _get(kubectl, "deployment", "pubsub-consumer", ns) or {"spec": {}}
     return int(deployment["spec"].get("replicas", 1))
@@ -137,18 +164,26 @@ def test_pubsub_consumer_scales_from_zero_handles_every_event_and_scales_back(
     procs = [controller, keda_operator.proc, *node.group.procs]
     try:
         kubectl.apply(_consumer(pod_images, node_redis, tok), "-n", ns)
-        # The first pod subscribes (its daprd creates the consumer group), then KEDA scales to zero.
-        _watch_ready(kubectl, "pubsub-consumer", ns, procs, 120)
+        # No lag yet: KEDA sets the Deployment to minReplicaCount 0 at once.
         wait_until(
             lambda: _replicas(kubectl, ns) == 0 and not pods(kubectl, ns, "pubsub-consumer"),
             "KEDA to scale the idle Function to zero",
-            COOLDOWN + 60,
+            60,
+            procs,
+        )
+        wait_until(
+            lambda: _condition(kubectl, ns, "WorkloadAvailable").get("reason") == "ScaledToZero",
+            "the Function's status to say it is scaled to zero",
+            30,
             procs,
         )
         count = 20
         for n in range(count):
             xadd_order(redis_server, f"orders-{tok}", n, "ada")
+        # No consumer group exists yet: KEDA counts the whole stream as lag.
         wait_until(lambda: _replicas(kubectl, ns) >= 1, "KEDA to scale 0 -> 1 on the lag", 60, procs)
+        seen = _watch_ready(kubectl, "pubsub-consumer", ns, procs, 120)
+        assert seen[-1] == "True/Available", seen
         wait_until(
             lambda: len(_processed(redis_server, tok)) == count,
             f"all {count} orders handled in the new pod and published to processed-{tok}",
