@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ctl = sub.add_parser("controller", help="run the Function controller against a cluster")
     ctl.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster; env KUBECONFIG)")
-    ctl.add_argument("--workers", type=_positive_int("workers"), default=2, help="reconcile workers")
+    ctl.add_argument("--workers", type=_positive_int("workers"), default=4, help="reconcile workers (4)")
     ctl.add_argument("--health-host", default="0.0.0.0", help="address of /healthz and /readyz")
     ctl.add_argument("--health-port", type=_port, default=8081, help="port of /healthz and /readyz")
     ctl.add_argument(

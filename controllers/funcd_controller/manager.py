@@ -148,7 +148,7 @@ class Metrics:
 class Manager:
     """Runs the controller until ``stop()``."""
 
-    def __init__(self, dynamic: Any, workers: int = 2, resync: float = 300.0, reconciler: Any = None) -> None:
+    def __init__(self, dynamic: Any, workers: int = 4, resync: float = 300.0, reconciler: Any = None) -> None:
         self.dynamic = dynamic
         self.reconciler = reconciler if reconciler is not None else Reconciler(dynamic)
         self.queue = WorkQueue()
