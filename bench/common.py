@@ -15,11 +15,13 @@ import resource
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -501,3 +503,22 @@ def md_table(headers: list[str], rows: list[list[Any]]) -> str:
 
 def make_logdir() -> Path:
     return Path(tempfile.mkdtemp(prefix="funcd-bench-"))
+
+
+# ---------------------------------------------------------------- Kubernetes API
+
+
+class Api:
+    """Plain HTTPS GETs on the test apiserver with the admin token (cheap polling, no kubectl per poll)."""
+
+    def __init__(self, url: str, token: str, ca_file: Path) -> None:
+        self.url, self.token = url, token
+        self.ctx = ssl.create_default_context(cafile=str(ca_file))
+
+    def get(self, path: str) -> Any:
+        req = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {self.token}"})
+        with urllib.request.urlopen(req, context=self.ctx, timeout=30) as resp:
+            return json.loads(resp.read())
+
+    def count(self, path: str) -> int:
+        return len(self.get(path).get("items") or [])
