@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import importlib.util
 import json
 import os
 import platform
@@ -24,6 +25,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
@@ -522,3 +524,16 @@ class Api:
 
     def count(self, path: str) -> int:
         return len(self.get(path).get("items") or [])
+
+
+def testbin() -> ModuleType:
+    """testbin/stack.py (versions and paths of the built test stack), loaded once."""
+    name = "funcd_testbin_stack"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "testbin" / "stack.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

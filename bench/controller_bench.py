@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib.util
 import json
 import statistics
 import sys
@@ -116,18 +115,6 @@ def bench_render(rounds: int) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- the control plane
-
-
-def _testbin() -> ModuleType:
-    name = "funcd_testbin_stack"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, common.ROOT / "testbin" / "stack.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _install_crds(kubectl: Any, stack: ModuleType) -> dict[str, str]:
@@ -278,7 +265,7 @@ def bench_cluster(args: argparse.Namespace) -> dict[str, Any]:
     from tests.e2e.stack_funcd_controller import start_funcd_controller
     from tests.e2e.stack_kube import Kubectl, start_kube_apiserver
 
-    stack = _testbin()
+    stack = common.testbin()
     workdir = common.make_logdir()
     common.log(f"controller: work directory {workdir}")
     server = start_kube_apiserver(

@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import copy
 import json
+import shutil
 import statistics
 import sys
 import time
@@ -19,11 +20,10 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import common
+from pods_stack import Cluster, get, pods, ready_endpoint, start_cluster
 
 NAME = "pods"
 DESCRIPTION = "Functions in real pods: apply → first 200 vs kubectl apply; scale 0 → 1 → handled vs warm"
@@ -42,53 +42,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--pods-polling", type=int, default=1, help="KEDA pollingInterval, seconds (1)")
     g.add_argument("--pods-cooldown", type=int, default=5, help="KEDA cooldownPeriod, seconds (5)")
     g.add_argument("--pods-timeout", type=float, default=180.0, help="seconds to wait for each step")
-
-
-@dataclass(frozen=True)
-class Cluster:
-    """The running stack a round works against."""
-
-    kubectl: Any
-    """Admin kubectl (tests/e2e/stack_kube.Kubectl)."""
-    api: common.Api
-    """Plain GETs on the API server, for polling."""
-    redis: Any
-    """The Redis server (tests/e2e/stack_redis.RedisServer)."""
-    node_redis: str
-    """``host_ip:port``: Redis as pods reach it."""
-    images: Any
-    """tests/e2e/stack_funcd_pods.PodImages: samples built and imported into the node."""
-    procs: list[Any]
-    """Stack processes: a wait fails at once if one exits."""
-    timeout: float
-    """Seconds to wait for each step."""
-
-
-def _get(api: common.Api, path: str) -> Any:
-    try:
-        return api.get(path)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            return None
-        raise
-
-
-def _pods(api: common.Api, ns: str, name: str) -> list[dict[str, Any]]:
-    found = _get(api, f"/api/v1/namespaces/{ns}/pods?labelSelector=app.kubernetes.io/instance%3D{name}")
-    return list((found or {}).get("items") or [])
-
-
-def _endpoint(api: common.Api, ns: str, service: str) -> str:
-    """The first ready ``ip:port`` of the Service's EndpointSlices, or ''."""
-    path = f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices"
-    for s in (_get(api, f"{path}?labelSelector=kubernetes.io/service-name%3D{service}") or {}).get(
-        "items"
-    ) or []:
-        port = (s.get("ports") or [{}])[0].get("port")
-        for ep in s.get("endpoints") or []:
-            if (ep.get("conditions") or {}).get("ready") and port and ep.get("addresses"):
-                return f"{ep['addresses'][0]}:{port}"
-    return ""
 
 
 def _post_status(address: str) -> int:
@@ -136,7 +89,7 @@ def _drop_namespace(c: Cluster, ns: str) -> None:
     node to itself."""
     c.kubectl("delete", "namespace", ns, "--wait=false", check=False)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and (_get(c.api, f"/api/v1/namespaces/{ns}/pods") or {}).get("items"):
+    while time.monotonic() < deadline and (get(c.api, f"/api/v1/namespaces/{ns}/pods") or {}).get("items"):
         time.sleep(0.5)
 
 
@@ -172,23 +125,23 @@ def http_round(c: Cluster, ns: str, peer: bool) -> dict[str, Any]:
     address = ""
 
     def deployment() -> bool:
-        return _get(c.api, f"/apis/apps/v1/namespaces/{ns}/deployments/hello-http") is not None
+        return get(c.api, f"/apis/apps/v1/namespaces/{ns}/deployments/hello-http") is not None
 
     def observed() -> bool:
-        got = _get(c.api, f"/apis/funcd.dev/v1alpha1/namespaces/{ns}/functions/hello-http") or {}
+        got = get(c.api, f"/apis/funcd.dev/v1alpha1/namespaces/{ns}/functions/hello-http") or {}
         gen = (got.get("metadata") or {}).get("generation")
         return gen is not None and (got.get("status") or {}).get("observedGeneration") == gen
 
     def endpoint() -> bool:
         nonlocal address
-        address = _endpoint(c.api, ns, "hello-http")
+        address = ready_endpoint(c.api, ns, "hello-http")
         return bool(address)
 
     steps = [("deployment", deployment)]
     if not peer:
         steps.append(("observed_generation", observed))
     steps += [
-        ("pod_ready", lambda: any(pod_is_ready(p) for p in _pods(c.api, ns, "hello-http"))),
+        ("pod_ready", lambda: any(pod_is_ready(p) for p in pods(c.api, ns, "hello-http"))),
         ("endpoint_ready", endpoint),
         ("first_200", lambda: _post_status(address) == 200),
     ]
@@ -224,7 +177,7 @@ def bench_http(c: Cluster, rounds: int) -> dict[str, Any]:
 
 
 def _replicas(c: Cluster, ns: str) -> int:
-    got = _get(c.api, f"/apis/apps/v1/namespaces/{ns}/deployments/pubsub-consumer")
+    got = get(c.api, f"/apis/apps/v1/namespaces/{ns}/deployments/pubsub-consumer")
     return -1 if got is None else int(got["spec"].get("replicas", 1))
 
 
@@ -250,7 +203,7 @@ def cold_round(c: Cluster, ns: str, tok: str, n: int) -> dict[str, Any]:
 
     t = time.perf_counter()
     wait_until(
-        lambda: _replicas(c, ns) == 0 and not _pods(c.api, ns, "pubsub-consumer"),
+        lambda: _replicas(c, ns) == 0 and not pods(c.api, ns, "pubsub-consumer"),
         f"KEDA to scale {ns}/pubsub-consumer to zero",
         c.timeout,
         c.procs,
@@ -260,7 +213,7 @@ def cold_round(c: Cluster, ns: str, tok: str, n: int) -> dict[str, Any]:
     pod_names: list[str] = []
 
     def pod_ready() -> bool:
-        ready = [p for p in _pods(c.api, ns, "pubsub-consumer") if pod_is_ready(p)]
+        ready = [p for p in pods(c.api, ns, "pubsub-consumer") if pod_is_ready(p)]
         pod_names[:] = [p["metadata"]["name"] for p in ready]
         return bool(ready)
 
@@ -294,7 +247,7 @@ def bench_scale(c: Cluster, args: argparse.Namespace) -> dict[str, Any]:
         c.kubectl.apply(fn, "-n", ns)
     try:
         wait_until(
-            lambda: any(pod_is_ready(p) for p in _pods(c.api, warm_ns, "pubsub-consumer")),
+            lambda: any(pod_is_ready(p) for p in pods(c.api, warm_ns, "pubsub-consumer")),
             "the warm pubsub-consumer pod Ready",
             c.timeout,
             c.procs,
@@ -316,93 +269,18 @@ def bench_scale(c: Cluster, args: argparse.Namespace) -> dict[str, Any]:
             c.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
-# ---------------------------------------------------------------- the stack
-
-
-def _start(es: contextlib.ExitStack, workdir: Path, timeout: float) -> tuple[Cluster, dict[str, Any]]:
-    """The e2e stack, every part's stop registered on ``es``."""
-    from tests.e2e.conftest import _stack, node_images, require_binary, require_data
-    from tests.e2e.stack_control_plane import start_control_plane
-    from tests.e2e.stack_funcd_controller import install_dapr_crds, install_funcd_crd, start_funcd_controller
-    from tests.e2e.stack_funcd_pods import DAPRD_IMAGE, PodImages
-    from tests.e2e.stack_kube import Kubectl, start_keda, start_kube_apiserver
-    from tests.e2e.stack_node import start_node
-    from tests.e2e.stack_redis import start_redis
-    from tests.image_support import daprd_image_archive
-
-    redis = start_redis(require_binary("redis-server"), workdir / "redis")
-    es.callback(redis.stop)
-    version = _stack.version("kube-apiserver")
-    server = start_kube_apiserver(
-        require_binary("etcd"), require_binary("kube-apiserver"), version, workdir / "kube"
-    )
-    es.callback(server.stop)
-    kubectl = Kubectl(require_binary("kubectl"), server.kubeconfig)
-    plane = start_control_plane(
-        require_binary("kube-controller-manager"),
-        require_binary("kube-scheduler"),
-        _stack.version("kube-control-plane"),
-        server,
-        workdir / "control-plane",
-    )
-    es.callback(plane.stop)
-    common.log("pods: starting the node")
-    node = start_node(require_binary("kubelet"), server, kubectl, workdir / "node", node_images())
-    es.callback(node.stop)
-    keda = start_keda(
-        require_binary("keda-operator"),
-        _stack.version("keda"),
-        require_data("keda", "crds"),
-        server,
-        kubectl,
-        workdir / "keda",
-    )
-    es.callback(keda.stop)
-    install_funcd_crd(kubectl)
-    install_dapr_crds(kubectl, require_data("daprd", "crds"))
-    controller = start_funcd_controller(
-        kubectl,
-        server,
-        workdir / "controller",
-        "--daprd-image",
-        DAPRD_IMAGE,
-        funcd=[str(common.ROOT / ".venv" / "bin" / "funcd")],
-    )
-    es.callback(controller.stop)
-    common.log("pods: building the samples with funcd build and importing them into the node")
-    t0 = time.perf_counter()
-    images = PodImages(node, workdir / "images")
-    (workdir / "images").mkdir()
-    images.daprd = node.import_image(daprd_image_archive(), DAPRD_IMAGE)
-    for sample in ("hello-http", "pubsub-consumer"):
-        images.function(sample)
-    facts = {
-        "versions": {
-            "kubernetes": version,
-            "keda": _stack.version("keda"),
-            "dapr": _stack.version("daprd"),
-            "redis": redis.version,
-        },
-        "images_s": round(time.perf_counter() - t0, 1),
-        "images": {"daprd": images.daprd, **{k[0]: v for k, v in images.built.items()}},
-        "node": {"bridge": node.bridge, "pod_subnet": node.pod_subnet},
-        "controller_command": f"funcd controller --kubeconfig SA_KUBECONFIG --daprd-image {DAPRD_IMAGE}",
-    }
-    procs = [*server.group.procs, *plane.group.procs, *node.group.procs, keda.proc, controller, redis.proc]
-    api = common.Api(server.url, server.token, server.ca_file)
-    return Cluster(kubectl, api, redis, node.expose(redis.port), images, procs, timeout), facts
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"machine": common.machine_info()}
     workdir = common.make_logdir()
     common.log(f"pods: work directory {workdir}")
     with contextlib.ExitStack() as es:
-        cluster, facts = _start(es, workdir, args.pods_timeout)
+        cluster, facts = start_cluster(es, workdir, args.pods_timeout)
         result.update(facts)
         result["http"] = bench_http(cluster, args.pods_rounds)
         result["scale"] = bench_scale(cluster, args)
         common.log("pods: stopping the stack")
+    # Stopped cleanly: the node's image store and logs go too (kept when anything failed).
+    shutil.rmtree(workdir, ignore_errors=True)
     result["machine"]["loadavg_end"] = common.loadavg()
     result["command"] = " ".join(["bench/run.py", *sys.argv[1:]])
     return result
