@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import importlib.util
 import json
 import os
 import platform
@@ -15,13 +16,16 @@ import resource
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
@@ -501,3 +505,35 @@ def md_table(headers: list[str], rows: list[list[Any]]) -> str:
 
 def make_logdir() -> Path:
     return Path(tempfile.mkdtemp(prefix="funcd-bench-"))
+
+
+# ---------------------------------------------------------------- Kubernetes API
+
+
+class Api:
+    """Plain HTTPS GETs on the test apiserver with the admin token (cheap polling, no kubectl per poll)."""
+
+    def __init__(self, url: str, token: str, ca_file: Path) -> None:
+        self.url, self.token = url, token
+        self.ctx = ssl.create_default_context(cafile=str(ca_file))
+
+    def get(self, path: str) -> Any:
+        req = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {self.token}"})
+        with urllib.request.urlopen(req, context=self.ctx, timeout=30) as resp:
+            return json.loads(resp.read())
+
+    def count(self, path: str) -> int:
+        return len(self.get(path).get("items") or [])
+
+
+def testbin() -> ModuleType:
+    """testbin/stack.py (versions and paths of the built test stack), loaded once."""
+    name = "funcd_testbin_stack"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "testbin" / "stack.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

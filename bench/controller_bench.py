@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib.util
 import json
-import ssl
 import statistics
 import sys
 import time
@@ -119,34 +117,6 @@ def bench_render(rounds: int) -> dict[str, Any]:
 # ---------------------------------------------------------------- the control plane
 
 
-def _testbin() -> ModuleType:
-    name = "funcd_testbin_stack"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, common.ROOT / "testbin" / "stack.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-class Api:
-    """Plain HTTPS GETs on the test apiserver with the admin token (cheap polling, no kubectl per poll)."""
-
-    def __init__(self, url: str, token: str, ca_file: Path) -> None:
-        self.url, self.token = url, token
-        self.ctx = ssl.create_default_context(cafile=str(ca_file))
-
-    def get(self, path: str) -> Any:
-        req = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {self.token}"})
-        with urllib.request.urlopen(req, context=self.ctx, timeout=30) as resp:
-            return json.loads(resp.read())
-
-    def count(self, path: str) -> int:
-        return len(self.get(path).get("items") or [])
-
-
 def _install_crds(kubectl: Any, stack: ModuleType) -> dict[str, str]:
     dirs = {
         "funcd": common.ROOT / "manifests" / "crds",
@@ -165,35 +135,11 @@ def _install_crds(kubectl: Any, stack: ModuleType) -> dict[str, str]:
     return {k: str(v) for k, v in dirs.items()}
 
 
-def _controller_kubeconfig(kubectl: Any, server: Any, workdir: Path) -> Path:
-    """A kubeconfig with a token of the controller's ServiceAccount (RBAC from manifests/)."""
-    kubectl("apply", "-f", str(common.ROOT / "manifests" / "controller" / "namespace.yaml"))
-    kubectl("apply", "-f", str(common.ROOT / "manifests" / "rbac"))
-    token = kubectl(
-        "create", "token", "funcd-controller", "-n", "funcd-system", "--duration=2h"
-    ).stdout.strip()
-    path = workdir / "controller-kubeconfig"
-    cluster = {"server": server.url, "certificate-authority": str(server.ca_file)}
-    path.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "c",
-                "clusters": [{"name": "c", "cluster": cluster}],
-                "users": [{"name": "u", "user": {"token": token}}],
-                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-            }
-        )
-    )
-    return path
-
-
 def _functions(prefix: str, n: int) -> list[dict[str, Any]]:
     return [representative(f"{prefix}-{i:04d}") for i in range(n)]
 
 
-def _reconciled(api: Api, ns: str) -> int:
+def _reconciled(api: common.Api, ns: str) -> int:
     items = api.get(f"/apis/funcd.dev/v1alpha1/namespaces/{ns}/functions").get("items") or []
     return sum(
         1
@@ -202,7 +148,7 @@ def _reconciled(api: Api, ns: str) -> int:
     )
 
 
-def _objects(api: Api, ns: str) -> dict[str, int]:
+def _objects(api: common.Api, ns: str) -> dict[str, int]:
     paths = {
         "Deployment": f"/apis/apps/v1/namespaces/{ns}/deployments",
         "Service": f"/api/v1/namespaces/{ns}/services",
@@ -212,7 +158,7 @@ def _objects(api: Api, ns: str) -> dict[str, int]:
     return {kind: api.count(path) for kind, path in paths.items()}
 
 
-def controller_round(kubectl: Any, api: Api, ns: str, n: int, timeout: float) -> dict[str, Any]:
+def controller_round(kubectl: Any, api: common.Api, ns: str, n: int, timeout: float) -> dict[str, Any]:
     """kubectl apply of ``n`` Functions into a fresh namespace → all have status.observedGeneration."""
     kubectl("create", "namespace", ns)
     manifest = json.dumps({"apiVersion": "v1", "kind": "List", "items": _functions("fn", n)})
@@ -254,7 +200,7 @@ def rendered_objects(n: int, ns: str) -> list[dict[str, Any]]:
     return out
 
 
-def peer_round(kubectl: Any, api: Api, ns: str, n: int, timeout: float) -> dict[str, Any]:
+def peer_round(kubectl: Any, api: common.Api, ns: str, n: int, timeout: float) -> dict[str, Any]:
     """``kubectl apply --server-side`` of the same rendered objects into a fresh namespace."""
     kubectl("create", "namespace", ns)
     objects = rendered_objects(n, ns)
@@ -316,10 +262,10 @@ def _memory(pid: int) -> dict[str, Any]:
 
 
 def bench_cluster(args: argparse.Namespace) -> dict[str, Any]:
+    from tests.e2e.stack_funcd_controller import start_funcd_controller
     from tests.e2e.stack_kube import Kubectl, start_kube_apiserver
-    from tests.e2e.stack_procs import HOST, free_port, http_status, start, wait_until
 
-    stack = _testbin()
+    stack = common.testbin()
     workdir = common.make_logdir()
     common.log(f"controller: work directory {workdir}")
     server = start_kube_apiserver(
@@ -333,28 +279,19 @@ def bench_cluster(args: argparse.Namespace) -> dict[str, Any]:
     proc = None
     try:
         kubectl = Kubectl(Path(stack.binary("kubectl")), server.kubeconfig)
-        api = Api(server.url, server.token, server.ca_file)
+        api = common.Api(server.url, server.token, server.ca_file)
         out["crds"] = _install_crds(kubectl, stack)
         out["versions"] = {"keda": stack.version("keda"), "dapr": stack.version("daprd")}
-        kubeconfig = _controller_kubeconfig(kubectl, server, workdir)
-        port = free_port()
-        argv = [
-            str(common.ROOT / ".venv" / "bin" / "funcd"),
-            "controller",
-            "--kubeconfig",
-            str(kubeconfig),
-            "--health-host",
-            HOST,
-            "--health-port",
-            str(port),
-        ]
-        if args.ctl_workers:
-            argv += ["--workers", str(args.ctl_workers)]
-        proc = start("funcd-controller", argv, workdir / "logs")
-        wait_until(
-            lambda: http_status(f"http://{HOST}:{port}/readyz") == 200, "controller /readyz", 60, [proc]
+        flags = ["--workers", str(args.ctl_workers)] if args.ctl_workers else []
+        proc = start_funcd_controller(
+            kubectl,
+            server,
+            workdir,
+            *flags,
+            funcd=[str(common.ROOT / ".venv" / "bin" / "funcd")],
+            token_duration="2h",
         )
-        metrics = f"http://{HOST}:{port}/metrics"
+        metrics = proc.metrics_url
         out["controller_command"] = "funcd controller --kubeconfig SA_KUBECONFIG --health-port PORT" + (
             f" --workers {args.ctl_workers}" if args.ctl_workers else ""
         )

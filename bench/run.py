@@ -23,6 +23,7 @@ BENCHMARKS = {
     "dapr": "dapr_bench",
     "controller": "controller_bench",
     "image": "image_bench",
+    "pods": "pods_bench",
 }
 # The benchmarks that load servers with wrk.
 NEEDS_WRK = {"http", "dapr"}

@@ -10,7 +10,7 @@ Fixtures (registered in conftest.py):
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,8 @@ from tests.support import FUNCD, ROOT
 MANIFESTS = ROOT / "manifests"
 
 
-@pytest.fixture(scope="module")
-def funcd_crd(kubectl: Kubectl) -> None:
+def install_funcd_crd(kubectl: Kubectl) -> None:
+    """Apply the Function CRD; bounded wait until it is Established and discovery lists ``fn``."""
     kubectl("apply", "-f", str(MANIFESTS / "crds"))
 
     def established() -> bool:
@@ -38,12 +38,19 @@ def funcd_crd(kubectl: Kubectl) -> None:
     wait_until(lambda: kubectl("get", "fn", "-A", check=False).returncode == 0, "discovery to list fn", 60)
 
 
-def _service_account_kubeconfig(kubectl: Kubectl, server: KubeAPIServer, workdir: Path) -> Path:
+@pytest.fixture(scope="module")
+def funcd_crd(kubectl: Kubectl) -> None:
+    install_funcd_crd(kubectl)
+
+
+def service_account_kubeconfig(
+    kubectl: Kubectl, server: KubeAPIServer, workdir: Path, duration: str = "1h"
+) -> Path:
     """A kubeconfig with a token of the controller's ServiceAccount (RBAC from manifests/)."""
     kubectl("apply", "-f", str(MANIFESTS / "controller" / "namespace.yaml"))
     kubectl("apply", "-f", str(MANIFESTS / "rbac"))
     token = kubectl(
-        "create", "token", "funcd-controller", "-n", "funcd-system", "--duration=1h"
+        "create", "token", "funcd-controller", "-n", "funcd-system", f"--duration={duration}"
     ).stdout.strip()
     path = workdir / "controller-kubeconfig"
     path.write_text(
@@ -66,6 +73,37 @@ def _service_account_kubeconfig(kubectl: Kubectl, server: KubeAPIServer, workdir
     return path
 
 
+def start_funcd_controller(
+    kubectl: Kubectl,
+    server: KubeAPIServer,
+    workdir: Path,
+    *flags: str,
+    funcd: Sequence[str] = FUNCD,
+    token_duration: str = "1h",
+) -> Proc:
+    """``funcd controller`` as the ServiceAccount of manifests/, with ``flags`` added; waits for
+    /readyz. The Proc gets ``.metrics_url`` and ``.health_port``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    kubeconfig = service_account_kubeconfig(kubectl, server, workdir, token_duration)
+    port = free_port()
+    argv = [*funcd, "controller", "--kubeconfig", str(kubeconfig)]
+    proc = start(
+        "funcd-controller",
+        [*argv, "--health-host", HOST, "--health-port", str(port), *flags],
+        workdir / "logs",
+    )
+    try:
+        wait_until(
+            lambda: http_status(f"http://{HOST}:{port}/readyz") == 200, "controller /readyz", 60, [proc]
+        )
+    except BaseException:
+        proc.stop()
+        raise
+    proc.metrics_url = f"http://{HOST}:{port}/metrics"  # type: ignore[attr-defined]
+    proc.health_port = port  # type: ignore[attr-defined]
+    return proc
+
+
 @pytest.fixture(scope="module")
 def controller(
     funcd_crd: None,
@@ -74,29 +112,15 @@ def controller(
     kubectl: Kubectl,
     tmp_path_factory: Any,
 ) -> Iterator[Proc]:
-    workdir = tmp_path_factory.mktemp("controller")
-    kubeconfig = _service_account_kubeconfig(kubectl, kube_apiserver, workdir)
-    port = free_port()
-    proc = start(
-        "funcd-controller",
-        [
-            *FUNCD,
-            "controller",
-            "--kubeconfig",
-            str(kubeconfig),
-            "--health-host",
-            HOST,
-            "--health-port",
-            str(port),
-            "--resync",
-            "2",
-            "--daprd-image",
-            DAPRD_IMAGE,  # the slim daprd imported into the e2e node (stack_funcd_pods)
-        ],
-        workdir / "logs",
+    proc = start_funcd_controller(
+        kubectl,
+        kube_apiserver,
+        tmp_path_factory.mktemp("controller"),
+        "--resync",
+        "2",
+        "--daprd-image",
+        DAPRD_IMAGE,  # the slim daprd imported into the e2e node (stack_funcd_pods)
     )
-    wait_until(lambda: http_status(f"http://{HOST}:{port}/readyz") == 200, "controller /readyz", 60, [proc])
-    proc.metrics_url = f"http://{HOST}:{port}/metrics"  # type: ignore[attr-defined]
     yield proc
     proc.stop()
 
@@ -155,13 +179,18 @@ def crds_established(kubectl: Kubectl, names: list[str], timeout: float = 60) ->
     wait_until(established, f"CRDs {', '.join(names)} to be Established", timeout)
 
 
-@pytest.fixture(scope="module")
-def dapr_crds(kubectl: Kubectl, crds: dict[str, Path]) -> None:
-    kubectl.apply(crds["dapr"], server_side=True)
-    names = [yaml.safe_load(p.read_text())["metadata"]["name"] for p in sorted(crds["dapr"].glob("*.yaml"))]
+def install_dapr_crds(kubectl: Kubectl, crds_dir: Path) -> None:
+    """Apply Dapr's CRDs from ``crds_dir``; bounded wait until Established and listed by discovery."""
+    kubectl.apply(crds_dir, server_side=True)
+    names = [yaml.safe_load(p.read_text())["metadata"]["name"] for p in sorted(crds_dir.glob("*.yaml"))]
     crds_established(kubectl, names)
     wait_until(
         lambda: kubectl("get", "components.dapr.io", "-A", check=False).returncode == 0,
         "discovery to list Dapr Components",
         60,
     )
+
+
+@pytest.fixture(scope="module")
+def dapr_crds(kubectl: Kubectl, crds: dict[str, Path]) -> None:
+    install_dapr_crds(kubectl, crds["dapr"])

@@ -26,6 +26,8 @@ from tests.e2e.stack_redis import RedisServer
 ROOT = Path(__file__).resolve().parents[2]
 DAPRD_IMAGE = "funcd.local/daprd:1.15.4"
 """The name the e2e node stores the slim daprd image under; the controller fixture renders it."""
+COOLDOWN = 5
+"""KEDA's cooldownPeriod for pubsub-consumer in the e2e tests (seconds), with a 1 s polling interval."""
 
 
 @dataclass
@@ -63,11 +65,16 @@ def pod_images(node: Node, tmp_path_factory: Any) -> PodImages:
 
 @pytest.fixture
 def restricted_ns(kubectl: Kubectl) -> Iterator[str]:
-    name = f"pods-{uuid.uuid4().hex[:8]}"
-    kubectl("create", "namespace", name)
-    kubectl("label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted")
+    name = create_restricted_namespace(kubectl, f"pods-{uuid.uuid4().hex[:8]}")
     yield name
     kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def create_restricted_namespace(kubectl: Kubectl, name: str) -> str:
+    """A namespace labelled pod-security.kubernetes.io/enforce=restricted; returns its name."""
+    kubectl("create", "namespace", name)
+    kubectl("label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted")
+    return name
 
 
 def sample_function(sample: str, image: str, redis: str = "") -> dict[str, Any]:
@@ -83,6 +90,57 @@ def sample_function(sample: str, image: str, redis: str = "") -> dict[str, Any]:
     for state in (serving.get("states") or {}).values():
         _set_redis(state.get("spec") or {}, redis)
     return fn
+
+
+def consumer_function(
+    images: PodImages,
+    redis: str,
+    tok: str,
+    tag: str = "1",
+    scale: bool = True,
+    *,
+    min_replicas: int = 0,
+    polling_interval: int = 1,
+    cooldown: int = COOLDOWN,
+) -> dict[str, Any]:
+    """pubsub-consumer on its own topics (``orders-<tok>``, ``processed-<tok>``), its daprd in the pod
+    (``dapr.mode: container``); when ``scale``, KEDA quick to act (1 replica at most)."""
+    fn = sample_function("pubsub-consumer", images.function("pubsub-consumer", tag), redis)
+    serving = fn["spec"]["serving"]
+    serving["dapr"] = {"mode": "container"}
+    trigger = serving["triggers"]["dapr"][0]
+    trigger["topic"], trigger["deadLetterTopic"] = f"orders-{tok}", f"orders-dead-{tok}"
+    serving["outputs"][0]["dapr"]["topic"] = f"processed-{tok}"
+    # An event a stopped pod read and did not acknowledge goes to another consumer after 10 s.
+    serving["pubsub"]["orders-pubsub"]["metadata"] += [
+        {"name": "processingTimeout", "value": "10s"},
+        {"name": "redeliverInterval", "value": "2s"},
+    ]
+    serving["states"]["totals"]["spec"]["metadata"].append({"name": "keyPrefix", "value": tok})
+    if scale:
+        serving["scaleOptions"] = {
+            "minReplicas": min_replicas,
+            "maxReplicas": 1,
+            "keda": {"scaledObject": {"pollingInterval": polling_interval, "cooldownPeriod": cooldown}},
+        }
+    else:
+        serving.pop("scaleOptions", None)
+    return fn
+
+
+def processed_numbers(redis: RedisServer, tok: str) -> set[int]:
+    """The order numbers pubsub-consumer published to ``processed-<tok>``."""
+    return {
+        int(e["data"]["n"]) for e in stream_events(redis, f"processed-{tok}") if "n" in (e.get("data") or {})
+    }
+
+
+def deployment_replicas(kubectl: Kubectl, ns: str, name: str) -> int:
+    """The Deployment's ``spec.replicas`` (what KEDA set); 1 when none is set or there is no Deployment
+    yet (so that a wait for 0 means scaled to zero)."""
+    proc = kubectl("get", "deployment", name, "-n", ns, "-o", "json", check=False)
+    spec = json.loads(proc.stdout)["spec"] if proc.returncode == 0 else {}
+    return int(spec.get("replicas", 1))
 
 
 def _set_redis(spec: dict[str, Any], redis: str) -> None:

@@ -26,10 +26,14 @@ import requests
 
 from tests.e2e.stack_funcd_controller import _get, _ready
 from tests.e2e.stack_funcd_pods import (
+    COOLDOWN,
     PodImages,
+    consumer_function,
+    deployment_replicas,
     endpoints,
     pod_is_ready,
     pods,
+    processed_numbers,
     sample_function,
     stream_events,
     xadd_order,
@@ -40,9 +44,6 @@ from tests.e2e.stack_procs import Proc, StackError, wait_until
 from tests.e2e.stack_redis import RedisServer
 
 pytestmark = pytest.mark.e2e
-
-COOLDOWN = 5
-"""KEDA's cooldownPeriod in these tests (seconds), with a 1 s polling interval."""
 
 
 def _watch_ready(kubectl: Kubectl, name: str, ns: str, procs: list[Any], timeout: float) -> list[str]:
@@ -109,45 +110,9 @@ def test_http_sample_answers_from_its_pod_and_is_ready_only_then(
     assert "True" in table.splitlines()[1] and "Available" in table, table
 
 
-def _consumer(images: PodImages, redis: str, tok: str, tag: str = "1", scale: bool = True) -> dict[str, Any]:
-    """pubsub-consumer on its own topics, its daprd in the pod, KEDA quick to act (when ``scale``)."""
-    fn = sample_function("pubsub-consumer", images.function("pubsub-consumer", tag), redis)
-    serving = fn["spec"]["serving"]
-    serving["dapr"] = {"mode": "container"}
-    trigger = serving["triggers"]["dapr"][0]
-    trigger["topic"], trigger["deadLetterTopic"] = f"orders-{tok}", f"orders-dead-{tok}"
-    serving["outputs"][0]["dapr"]["topic"] = f"processed-{tok}"
-    # An event a stopped pod read and did not acknowledge goes to another consumer after 10 s.
-    serving["pubsub"]["orders-pubsub"]["metadata"] += [
-        {"name": "processingTimeout", "value": "10s"},
-        {"name": "redeliverInterval", "value": "2s"},
-    ]
-    serving["states"]["totals"]["spec"]["metadata"].append({"name": "keyPrefix", "value": tok})
-    if scale:
-        serving["scaleOptions"] = {
-            "minReplicas": 0,
-            "maxReplicas": 1,
-            "keda": {"scaledObject": {"pollingInterval": 1, "cooldownPeriod": COOLDOWN}},
-        }
-    else:
-        serving.pop("scaleOptions", None)
-    return fn
-
-
-def _processed(redis: RedisServer, tok: str) -> set[int]:
-    return {
-        int(e["data"]["n"]) for e in stream_events(redis, f"processed-{tok}") if "n" in (e.get("data") or {})
-    }
-
-
 def _condition(kubectl: Kubectl, ns: str, kind: str) -> dict[str, Any]:
     status = (_get(kubectl, "fn", "pubsub-consumer", ns) or {}).get("status") or {}
     return next((c for c in status.get("conditions") or [] if c["type"] == kind), {})
-
-
-def _replicas(kubectl: Kubectl, ns: str) -> int:
-    deployment = _get(kubectl, "deployment", "pubsub-consumer", ns) or {"spec": {}}
-    return int(deployment["spec"].get("replicas", 1))
 
 
 def test_pubsub_consumer_scales_from_zero_handles_every_event_and_scales_back(
@@ -163,10 +128,13 @@ def test_pubsub_consumer_scales_from_zero_handles_every_event_and_scales_back(
     ns, tok = restricted_ns, uuid.uuid4().hex[:8]
     procs = [controller, keda_operator.proc, *node.group.procs]
     try:
-        kubectl.apply(_consumer(pod_images, node_redis, tok), "-n", ns)
+        kubectl.apply(consumer_function(pod_images, node_redis, tok), "-n", ns)
         # No lag yet: KEDA sets the Deployment to minReplicaCount 0 at once.
         wait_until(
-            lambda: _replicas(kubectl, ns) == 0 and not pods(kubectl, ns, "pubsub-consumer"),
+            lambda: (
+                deployment_replicas(kubectl, ns, "pubsub-consumer") == 0
+                and not pods(kubectl, ns, "pubsub-consumer")
+            ),
             "KEDA to scale the idle Function to zero",
             60,
             procs,
@@ -181,20 +149,28 @@ def test_pubsub_consumer_scales_from_zero_handles_every_event_and_scales_back(
         for n in range(count):
             xadd_order(redis_server, f"orders-{tok}", n, "ada")
         # No consumer group exists yet: KEDA counts the whole stream as lag.
-        wait_until(lambda: _replicas(kubectl, ns) >= 1, "KEDA to scale 0 -> 1 on the lag", 60, procs)
+        wait_until(
+            lambda: deployment_replicas(kubectl, ns, "pubsub-consumer") >= 1,
+            "KEDA to scale 0 -> 1 on the lag",
+            60,
+            procs,
+        )
         seen = _watch_ready(kubectl, "pubsub-consumer", ns, procs, 120)
         assert seen[-1] == "True/Available", seen
         wait_until(
-            lambda: len(_processed(redis_server, tok)) == count,
+            lambda: len(processed_numbers(redis_server, tok)) == count,
             f"all {count} orders handled in the new pod and published to processed-{tok}",
             120,
             procs,
         )
-        assert _processed(redis_server, tok) == set(range(count))
+        assert processed_numbers(redis_server, tok) == set(range(count))
         totals = redis_server.command("KEYS", f"{tok}||*")
         assert totals, "expected the handler's totals in the Redis state store"
         wait_until(
-            lambda: _replicas(kubectl, ns) == 0 and not pods(kubectl, ns, "pubsub-consumer"),
+            lambda: (
+                deployment_replicas(kubectl, ns, "pubsub-consumer") == 0
+                and not pods(kubectl, ns, "pubsub-consumer")
+            ),
             "KEDA to scale back to zero after the cooldown",
             COOLDOWN + 60,
             procs,
@@ -220,7 +196,7 @@ def test_changing_the_image_while_events_flow_loses_none(
     procs = [controller, *node.group.procs]
     count = 120
     try:
-        kubectl.apply(_consumer(pod_images, node_redis, tok, scale=False), "-n", ns)
+        kubectl.apply(consumer_function(pod_images, node_redis, tok, scale=False), "-n", ns)
         _watch_ready(kubectl, "pubsub-consumer", ns, procs, 120)
         uid = (_get(kubectl, "deployment", "pubsub-consumer", ns) or {})["metadata"]["uid"]
         first_pods = {p["metadata"]["name"] for p in pods(kubectl, ns, "pubsub-consumer")}
@@ -234,8 +210,10 @@ def test_changing_the_image_while_events_flow_loses_none(
 
         publisher = threading.Thread(target=publish, daemon=True)
         publisher.start()
-        wait_until(lambda: len(_processed(redis_server, tok)) >= 10, "the first orders handled", 60, procs)
-        kubectl.apply(_consumer(pod_images, node_redis, tok, tag="2", scale=False), "-n", ns)
+        wait_until(
+            lambda: len(processed_numbers(redis_server, tok)) >= 10, "the first orders handled", 60, procs
+        )
+        kubectl.apply(consumer_function(pod_images, node_redis, tok, tag="2", scale=False), "-n", ns)
 
         def rolled() -> bool:
             current = pods(kubectl, ns, "pubsub-consumer")
@@ -246,12 +224,12 @@ def test_changing_the_image_while_events_flow_loses_none(
         publisher.join(timeout=60)
         assert published.is_set()
         wait_until(
-            lambda: len(_processed(redis_server, tok)) == count,
+            lambda: len(processed_numbers(redis_server, tok)) == count,
             f"all {count} orders handled across the rollover",
             120,
             procs,
         )
-        assert _processed(redis_server, tok) == set(range(count))
+        assert processed_numbers(redis_server, tok) == set(range(count))
         deployment = _get(kubectl, "deployment", "pubsub-consumer", ns) or {}
         assert deployment["metadata"]["uid"] == uid, "the Deployment was recreated, not updated"
         image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
