@@ -67,7 +67,7 @@ def _function_container(
         "env": _env(ctx, serving, container_mode),
         "ports": ports,
         "livenessProbe": {"httpGet": {"path": HEALTH_PATH, "port": "http"}, "periodSeconds": 10},
-        "readinessProbe": {"httpGet": {"path": READY_PATH, "port": "http"}, "periodSeconds": 3},
+        "readinessProbe": {"httpGet": {"path": READY_PATH, "port": "http"}, "periodSeconds": 1},
         "securityContext": container_security(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
