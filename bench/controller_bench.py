@@ -118,6 +118,8 @@ def bench_render(rounds: int) -> dict[str, Any]:
 
 
 def _install_crds(kubectl: Any, stack: ModuleType) -> dict[str, str]:
+    from tests.e2e.stack_kube import crds_established
+
     dirs = {
         "funcd": common.ROOT / "manifests" / "crds",
         "keda": Path(stack.data_dir("keda", "crds")),
@@ -131,7 +133,7 @@ def _install_crds(kubectl: Any, stack: ModuleType) -> dict[str, str]:
                 if line.startswith("  name: ") and "." in line:
                     names.append(line.split(":", 1)[1].strip())
                     break
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{n}" for n in names))
+    crds_established(kubectl, names)
     return {k: str(v) for k, v in dirs.items()}
 
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests.e2e.stack_funcd_pods import DAPRD_IMAGE
-from tests.e2e.stack_kube import KubeAPIServer, Kubectl
+from tests.e2e.stack_kube import KubeAPIServer, Kubectl, crds_established
 from tests.e2e.stack_procs import HOST, Proc, free_port, http_status, start, wait_until
 from tests.support import FUNCD, ROOT
 
@@ -163,20 +163,6 @@ def _ready(kubectl: Kubectl, name: str, ns: str) -> dict[str, Any] | None:
     if status.get("observedGeneration") != fn.get("metadata", {}).get("generation"):
         return None
     return next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), None)
-
-
-def crds_established(kubectl: Kubectl, names: list[str], timeout: float = 60) -> None:
-    """Bounded wait until every named CRD is Established."""
-
-    def established() -> bool:
-        for name in names:
-            crd = kubectl.json("get", "crd", name)
-            conditions = (crd.get("status") or {}).get("conditions") or []
-            if not any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
-                return False
-        return True
-
-    wait_until(established, f"CRDs {', '.join(names)} to be Established", timeout)
 
 
 def install_dapr_crds(kubectl: Kubectl, crds_dir: Path) -> None:

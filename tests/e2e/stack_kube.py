@@ -324,18 +324,28 @@ class KedaOperator:
         self.proc.stop()
 
 
+def crds_established(kubectl: Kubectl, names: list[str], timeout: float = 60) -> None:
+    """Bounded wait until every named CRD is Established (``kubectl wait`` fails outright while a new
+    CRD has no conditions yet)."""
+
+    def established() -> bool:
+        for name in names:
+            crd = kubectl.json("get", "crd", name)
+            conditions = (crd.get("status") or {}).get("conditions") or []
+            if not any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+                return False
+        return True
+
+    wait_until(established, f"CRDs {', '.join(names)} to be Established", timeout)
+
+
 def start_keda(
     binary: Path, version: str, crds_dir: Path, server: KubeAPIServer, kubectl: Kubectl, workdir: Path
 ) -> KedaOperator:
     kubectl.apply(crds_dir, server_side=True)
-    kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        *(
-            f"crd/{p.stem.split('_', 1)[1]}.{p.stem.split('_', 1)[0]}"
-            for p in sorted(crds_dir.glob("*.yaml"))
-        ),
+    crds_established(
+        kubectl,
+        [f"{p.stem.split('_', 1)[1]}.{p.stem.split('_', 1)[0]}" for p in sorted(crds_dir.glob("*.yaml"))],
     )
     kubectl.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": KEDA_NAMESPACE}})
     # KEDA's metrics gRPC server insists on a certificate; reuse the test CA's loopback certificate.

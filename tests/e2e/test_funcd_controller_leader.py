@@ -16,7 +16,7 @@ import pytest
 from tests.e2e.stack_funcd_controller import (
     _function,
     _get,
-    _service_account_kubeconfig,
+    service_account_kubeconfig,
 )
 from tests.e2e.stack_kube import KubeAPIServer, Kubectl
 from tests.e2e.stack_procs import HOST, Proc, free_port, start, wait_until
@@ -74,7 +74,7 @@ def test_one_of_two_controllers_leads_and_the_other_takes_over_when_it_is_killed
     k8s_namespace: str,
     tmp_path: Path,
 ) -> None:
-    kubeconfig = _service_account_kubeconfig(kubectl, kube_apiserver, tmp_path)
+    kubeconfig = service_account_kubeconfig(kubectl, kube_apiserver, tmp_path)
     kubectl("delete", "lease", *LEASE[:1], "-n", LEASE[1], "--ignore-not-found")
     procs = {
         name: start_controller(
@@ -136,7 +136,7 @@ def test_a_leader_that_loses_its_lease_exits_to_stand_again(
     import json
 
     ns = k8s_namespace  # a Lease of this test's own
-    kubeconfig = _service_account_kubeconfig(kubectl, kube_apiserver, tmp_path)
+    kubeconfig = service_account_kubeconfig(kubectl, kube_apiserver, tmp_path)
     args = ("--leader-elect", "--lease-namespace", ns, *TIMING)
     proc = start_controller("alpha", kubeconfig, tmp_path, *args, env={"POD_NAME": "alpha"})
     try:

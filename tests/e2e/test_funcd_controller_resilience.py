@@ -20,9 +20,9 @@ from tests.e2e.stack_funcd_controller import (
     MANIFESTS,
     _function,
     _get,
-    _service_account_kubeconfig,
+    service_account_kubeconfig,
 )
-from tests.e2e.stack_kube import KubeAPIServer, Kubectl, start_kube_apiserver
+from tests.e2e.stack_kube import KubeAPIServer, Kubectl, crds_established, start_kube_apiserver
 from tests.e2e.stack_procs import Proc, start, wait_until
 from tests.e2e.test_funcd_controller_leader import readyz, reconciles, start_controller
 
@@ -48,7 +48,7 @@ def test_a_hundred_functions_converge_after_the_controller_is_killed_mid_way(
     kube_apiserver: KubeAPIServer, kubectl: Kubectl, k8s_namespace: str, tmp_path: Path
 ) -> None:
     ns = k8s_namespace
-    kubeconfig = _service_account_kubeconfig(kubectl, kube_apiserver, tmp_path)
+    kubeconfig = service_account_kubeconfig(kubectl, kube_apiserver, tmp_path)
     first = start_controller("controller", kubeconfig, tmp_path)
     try:
         wait_until(lambda: readyz(first)[0] == 200, "controller /readyz", 60, [first])
@@ -104,9 +104,9 @@ def test_the_controller_recovers_by_itself_when_the_api_server_restarts(
 ) -> None:
     kubectl = Kubectl(require_binary("kubectl"), own_apiserver.kubeconfig)
     kubectl("apply", "-f", str(MANIFESTS / "crds"))
-    kubectl("wait", "--for=condition=Established", "crd/functions.funcd.dev", "--timeout=60s")
+    crds_established(kubectl, ["functions.funcd.dev"])
     kubectl.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "apps"}})
-    kubeconfig = _service_account_kubeconfig(kubectl, own_apiserver, tmp_path)
+    kubeconfig = service_account_kubeconfig(kubectl, own_apiserver, tmp_path)
     proc = start_controller("controller", kubeconfig, tmp_path)
     try:
         wait_until(lambda: readyz(proc)[0] == 200, "controller /readyz", 60, [proc])
@@ -145,7 +145,7 @@ def test_watches_resume_after_the_server_closes_them_without_listing_again(
     kube_apiserver: KubeAPIServer, kubectl: Kubectl, k8s_namespace: str, tmp_path: Path
 ) -> None:
     ns = k8s_namespace
-    kubeconfig = _service_account_kubeconfig(kubectl, kube_apiserver, tmp_path)
+    kubeconfig = service_account_kubeconfig(kubectl, kube_apiserver, tmp_path)
     # No resync within the test: only the watch can deliver a new Function.
     proc = start_controller("controller", kubeconfig, tmp_path, "--watch-timeout", "1", "--resync", "3600")
     try:

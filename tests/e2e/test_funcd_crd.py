@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.stack_kube import Kubectl, KubectlError
+from tests.e2e.stack_kube import Kubectl, KubectlError, crds_established
 from tests.e2e.stack_procs import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -43,7 +43,7 @@ FUNCTION_FILES = _function_files()
 def function_crd(kubectl: Kubectl) -> str:
     """The Function CRD, applied client-side and Established."""
     kubectl("apply", "-f", str(CRD_FILE))
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{CRD_NAME}")
+    crds_established(kubectl, [CRD_NAME])
 
     def discovered() -> bool:  # Established comes a moment before discovery lists the short name
         listed = kubectl("api-resources", "--api-group=funcd.dev", "--no-headers", check=False).stdout

@@ -12,7 +12,7 @@ import yaml
 from funcd_controller.render import render_all
 
 from functions_framework.model import parse_function
-from tests.e2e.stack_kube import Kubectl
+from tests.e2e.stack_kube import Kubectl, crds_established
 from tests.test_render import CASES, UID, pod_templates
 
 
@@ -20,7 +20,9 @@ from tests.test_render import CASES, UID, pod_templates
 def restricted_namespace(kubectl: Kubectl, crds: dict[str, Path], k8s_namespace: str) -> str:
     kubectl.apply(crds["dapr"], server_side=True)
     kubectl.apply(crds["keda"], server_side=True)
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+    crds_established(
+        kubectl, [n.split("/", 1)[1] for n in kubectl("get", "crd", "-o", "name").stdout.split()]
+    )
     kubectl(
         "label",
         "namespace",

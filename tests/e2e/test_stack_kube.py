@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.stack_kube import KubeAPIServer, Kubectl, KubectlError
+from tests.e2e.stack_kube import KubeAPIServer, Kubectl, KubectlError, crds_established
 
 
 def test_server_and_client_versions(kubectl: Kubectl, kube_apiserver: KubeAPIServer) -> None:
@@ -47,12 +47,7 @@ def test_apply_dapr_and_keda_crds(kubectl: Kubectl, crds: dict[str, Path], k8s_n
     dapr_crds, keda_crds = _crd_names(kubectl, ".dapr.io"), _crd_names(kubectl, "keda.sh")
     assert {"components.dapr.io", "subscriptions.dapr.io", "configurations.dapr.io"} <= dapr_crds
     assert {"scaledobjects.keda.sh", "scaledjobs.keda.sh", "triggerauthentications.keda.sh"} <= keda_crds
-    kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        *(f"crd/{name}" for name in sorted(dapr_crds | keda_crds)),
-    )
+    crds_established(kubectl, sorted(dapr_crds | keda_crds))
 
     kubectl.apply(
         {
