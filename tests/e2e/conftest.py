@@ -21,8 +21,9 @@ Fixtures (scope, what they give):
     kubectl         session   Kubectl: kubectl(*args) -> CompletedProcess; .json(*args); .apply(obj)
     k8s_namespace   function  a fresh namespace name, deleted afterwards
     keda_operator   session   KedaOperator: .namespace .crds_dir .version .pid .log_path
-    keda_metrics_adapter  session  KedaMetricsAdapter (needs node, keda_operator): .address .pid
-                              .log_path; external.metrics.k8s.io is Available, the HPA scales 1 -> N
+    keda_metrics_adapter  session  KedaMetricsAdapter (needs node, keda_operator): .address .netns
+                              .pid .log_path; in a netns on the node's bridge; external.metrics.k8s.io
+                              is Available, the HPA scales 1 -> N
     jaeger          session   Jaeger: .otlp_http_url .otlp_grpc_endpoint .query_url .pid .log_path
     crds            session   {"dapr": Path, "keda": Path}: upstream CRD directories at the pinned versions
     testbin         session   the testbin/stack.py module (versions, binary paths)
@@ -249,14 +250,14 @@ def keda_metrics_adapter(
     kubectl: Kubectl,
     stack_workdir: Path,
 ) -> Iterator[KedaMetricsAdapter]:
-    """KEDA's metrics adapter on the node's bridge address, Available as external.metrics.k8s.io."""
+    """KEDA's metrics adapter in a netns on the node's bridge, Available as external.metrics.k8s.io."""
     adapter = start_keda_adapter(
         require_binary("keda-adapter"),
         _stack.version("keda-adapter"),
         kube_apiserver,
         kubectl,
         keda_operator,
-        node.host_ip,
+        node,
         stack_workdir / "keda-adapter",
     )
     yield adapter
