@@ -207,6 +207,18 @@ RECIPES: dict[str, GoRecipe | AptRecipe] = {
             why="Built against k8s.io v0.35; KEDA supports N-2, so Kubernetes 1.33-1.35.",
         ),
         GoRecipe(
+            name="keda-adapter",
+            version="2.20.2",
+            module="keda-adapter",
+            binaries={"keda-adapter": "github.com/kedacore/keda/v2/cmd/adapter"},
+            ldflags=("github.com/kedacore/keda/v2/version.Version=2.20.2",),
+            why=(
+                "KEDA's metrics adapter (external.metrics.k8s.io behind the kube-apiserver's "
+                "aggregation layer), same release as the operator: the HPA reads it to scale past 1. "
+                "A recipe of its own so that adding it does not rebuild the operator."
+            ),
+        ),
+        GoRecipe(
             name="jaeger",
             version="2.13.0",
             module="jaeger",

@@ -21,6 +21,9 @@ Fixtures (scope, what they give):
     kubectl         session   Kubectl: kubectl(*args) -> CompletedProcess; .json(*args); .apply(obj)
     k8s_namespace   function  a fresh namespace name, deleted afterwards
     keda_operator   session   KedaOperator: .namespace .crds_dir .version .pid .log_path
+    keda_metrics_adapter  session  KedaMetricsAdapter (needs node, keda_operator): .address .netns
+                              .pid .log_path; in a netns on the node's bridge; external.metrics.k8s.io
+                              is Available, the HPA scales 1 -> N
     jaeger          session   Jaeger: .otlp_http_url .otlp_grpc_endpoint .query_url .pid .log_path
     crds            session   {"dapr": Path, "keda": Path}: upstream CRD directories at the pinned versions
     testbin         session   the testbin/stack.py module (versions, binary paths)
@@ -43,6 +46,7 @@ from tests.e2e.stack_dapr import DaprdFactory
 from tests.e2e.stack_funcd_controller import controller, dapr_crds, funcd_crd  # noqa: F401 (fixtures)
 from tests.e2e.stack_funcd_pods import pod_images, restricted_ns  # noqa: F401 (fixtures)
 from tests.e2e.stack_jaeger import Jaeger, start_jaeger
+from tests.e2e.stack_keda_adapter import KedaMetricsAdapter, start_keda_adapter
 from tests.e2e.stack_kube import KedaOperator, KubeAPIServer, Kubectl, start_keda, start_kube_apiserver
 from tests.e2e.stack_node import PAUSE_IMAGE, PROBE_IMAGE, Node, start_node
 from tests.e2e.stack_redis import RedisServer, start_redis
@@ -236,6 +240,28 @@ def keda_operator(
     )
     yield operator
     operator.stop()
+
+
+@pytest.fixture(scope="session")
+def keda_metrics_adapter(
+    keda_operator: KedaOperator,
+    node: Node,
+    kube_apiserver: KubeAPIServer,
+    kubectl: Kubectl,
+    stack_workdir: Path,
+) -> Iterator[KedaMetricsAdapter]:
+    """KEDA's metrics adapter in a netns on the node's bridge, Available as external.metrics.k8s.io."""
+    adapter = start_keda_adapter(
+        require_binary("keda-adapter"),
+        _stack.version("keda-adapter"),
+        kube_apiserver,
+        kubectl,
+        keda_operator,
+        node,
+        stack_workdir / "keda-adapter",
+    )
+    yield adapter
+    adapter.stop()
 
 
 @pytest.fixture(scope="session")

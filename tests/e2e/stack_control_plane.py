@@ -67,6 +67,8 @@ def start_control_plane(
                     # node is Ready (stack_node); nodeipam is off: the node's CNI config has its range.
                     "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller",
                     "--concurrent-gc-syncs=5",
+                    # The HPA (behind KEDA's ScaledObjects) re-reads its metrics every 2s, not 15s.
+                    "--horizontal-pod-autoscaler-sync-period=2s",
                     "--profiling=false",
                     "--v=1",
                 ],

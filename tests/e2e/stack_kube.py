@@ -25,6 +25,7 @@ from typing import Any
 from tests.e2e.stack_procs import HOST, Proc, ProcGroup, free_port, http_status, start, wait_until
 
 KEDA_NAMESPACE = "keda"
+FRONT_PROXY_CLIENT = "funcd-e2e-front-proxy"  # CN of the aggregation layer's proxy client certificate
 
 
 class KubectlError(RuntimeError):
@@ -107,6 +108,15 @@ def make_pki(directory: Path) -> None:
     )
     _openssl("genrsa", "-out", "sa.key", "2048", cwd=directory)
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=directory)
+    # The aggregation layer's front proxy: its CA and the client certificate the apiserver proxies with.
+    new_key = ["req", "-newkey", "rsa:2048", "-nodes"]
+    _openssl(*new_key, "-x509", "-days", "3", "-keyout", "front-proxy-ca.key", "-out", "front-proxy-ca.crt",
+             "-subj", "/CN=funcd-e2e-front-proxy-ca", cwd=directory)  # fmt: skip
+    _openssl(*new_key, "-keyout", "front-proxy-client.key", "-out", "front-proxy-client.csr",
+             "-subj", f"/CN={FRONT_PROXY_CLIENT}", cwd=directory)  # fmt: skip
+    _openssl("x509", "-req", "-in", "front-proxy-client.csr", "-CA", "front-proxy-ca.crt", "-days", "3",
+             "-CAkey", "front-proxy-ca.key", "-CAcreateserial", "-out", "front-proxy-client.crt",
+             cwd=directory)  # fmt: skip
 
 
 @dataclass
@@ -224,6 +234,15 @@ def start_kube_apiserver(
                     f"--kubelet-client-certificate={pki / 'tls.crt'}",
                     f"--kubelet-client-key={pki / 'tls.key'}",
                     f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+                    # Aggregation (stack_keda_adapter); APIServices dialled at Endpoints (no kube-proxy).
+                    f"--requestheader-client-ca-file={pki / 'front-proxy-ca.crt'}",
+                    f"--requestheader-allowed-names={FRONT_PROXY_CLIENT}",
+                    "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                    "--requestheader-group-headers=X-Remote-Group",
+                    "--requestheader-username-headers=X-Remote-User",
+                    f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+                    f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
+                    "--enable-aggregator-routing=true",
                     "--v=1",
                 ],
                 workdir / "logs",
@@ -308,6 +327,8 @@ class KedaOperator:
     probe_port: int
     metrics_port: int
     version: str
+    metrics_service_port: int = 0
+    """The metrics gRPC server's port on 127.0.0.1 (KEDA's metrics adapter reads scalers through it)."""
 
     @property
     def pid(self) -> int:
@@ -387,4 +408,4 @@ def start_keda(
     except BaseException:
         proc.stop()
         raise
-    return KedaOperator(proc, KEDA_NAMESPACE, crds_dir, probe_port, metrics_port, version)
+    return KedaOperator(proc, KEDA_NAMESPACE, crds_dir, probe_port, metrics_port, version, grpc_port)

@@ -36,6 +36,7 @@ from tests.e2e.stack_node_config import (
     normalize_image,
     write_kubeconfig,
 )
+from tests.e2e.stack_node_netns import delete_node_netns
 from tests.e2e.stack_procs import HOST, ProcGroup, StackError, free_port, http_status, start, wait_until
 
 PAUSE_IMAGE = "funcd.local/pause:1"
@@ -214,6 +215,7 @@ class Node:
     def _delete_bridge(self) -> None:
         if self.owns_bridge:
             host.delete_bridge(self.bridge)
+            delete_node_netns(self.bridge)  # left by a fixture that failed to delete its own
 
     def _unregister(self) -> None:
         if self.registered:

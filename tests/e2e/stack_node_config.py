@@ -10,8 +10,13 @@ import json
 import subprocess
 import tarfile
 from dataclasses import dataclass
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
+
+RESERVED = 16
+"""How many of the subnet's last addresses host-local IPAM does not hand out (``.240``-``.255`` of a
+/24): pod-like network namespaces of host processes take fixed ones there (``reserved_address``)."""
 
 
 @dataclass(frozen=True)
@@ -169,12 +174,24 @@ def cni_conflist(network: str, bridge: str, subnet: str, gateway: str, layout: N
                 "ipam": {
                     "type": "host-local",
                     "dataDir": str(layout.cni_data_dir),
-                    "ranges": [[{"subnet": subnet, "gateway": gateway}]],
+                    "ranges": [[{"subnet": subnet, "gateway": gateway, "rangeEnd": ipam_range_end(subnet)}]],
                 },
             },
             {"type": "loopback"},
         ],
     }
+
+
+def ipam_range_end(subnet: str) -> str:
+    """The last address IPAM hands to pods: the ``RESERVED`` ones above it stay free."""
+    return str(ip_network(subnet)[-1 - RESERVED])
+
+
+def reserved_address(subnet: str, index: int) -> str:
+    """A fixed address IPAM never hands out: ``index`` 0..4 is ``.250``..``.254`` of a /24."""
+    if not 0 <= index < 5:
+        raise ValueError(f"reserved address index {index}: expected 0..4")
+    return str(ip_network(subnet)[-6 + index])
 
 
 def kubelet_config(

@@ -2,9 +2,9 @@
 
 The bridge and its veths, the kernel settings the kubelet rewrites and the fixed directories it and
 containerd create (recorded once per machine, in /run/funcd-e2e-nodes, so that concurrent test runs
-restore the state from before the first), the
-cgroup tree it runs pods in, the mounts under the node's directory, the nftables tables that
-appear while it runs, and TCP relays that let pods reach loopback-only servers through the
+restore the state from before the first), the cgroup tree it runs pods in, the network namespaces
+made on its bridge (stack_node_netns), the mounts under the node's directory, the nftables tables
+that appear while it runs, and TCP relays that let pods reach loopback-only servers through the
 bridge's address.
 
 Errors::
@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.e2e.stack_node_config import NodeLayout
+from tests.e2e.stack_node_netns import delete_node_netns
 from tests.e2e.stack_procs import StackError, wait_until
 
 # The kernel settings the kubelet sets when protectKernelDefaults is off (cm.setupKernelTunables).
@@ -202,6 +203,7 @@ def reap_stale_nodes() -> list[str]:
                 unmount_all(workdir)
                 remove_runtime_leftovers(workdir)
                 delete_bridge(bridge)
+                delete_node_netns(bridge)
                 remove_cgroup_root(f"funcd-e2e-{bridge}")
                 reaped.append(bridge)
             path.unlink(missing_ok=True)

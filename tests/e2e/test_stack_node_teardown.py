@@ -1,6 +1,6 @@
 """Stopping an e2e node leaves nothing behind: no process it started (containerd, the kubelet, shims,
-containers), no mount under its directory, no bridge or veth, no nftables table, no cgroup, and the
-kernel settings the kubelet changed are back."""
+containers), no mount under its directory, no bridge or veth, no network namespace made on its bridge,
+no nftables table, no cgroup, and the kernel settings the kubelet changed are back."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from tests.e2e.conftest import node_images, require_binary
 from tests.e2e.stack_control_plane import ControlPlane
 from tests.e2e.stack_kube import KubeAPIServer, Kubectl
 from tests.e2e.stack_node import CNI_CACHE, network_name, start_node
+from tests.e2e.stack_node_netns import create_netns, node_netns
 from tests.e2e.stack_procs import wait_until
 from tests.e2e.test_stack_node import pod_ready, probe_pod
 
@@ -63,7 +64,11 @@ def test_a_stopped_node_leaves_nothing_behind(
         )
         kubectl.apply(pod, "-n", ns)
         wait_until(lambda: pod_ready(kubectl, ns, "pinned"), "the pinned pod Ready", 60, node.group.procs)
+        # A pod-like namespace a fixture failed to delete: the node's teardown removes it.
+        netns = create_netns(node.bridge, node.pod_subnet, "left", 0)
+        assert node_netns(node.bridge) == [netns.name]
         veths = host.bridge_ports(node.bridge)
+        assert netns.veth in veths
         runtime_files = host.runtime_files() - files_before
         assert runtime_files  # the sandbox's shim socket and CNI results
         started = {*node.pids, *host.pids_using(node.workdir), *host.cgroup_pids(node.cgroup_root)}
@@ -78,6 +83,7 @@ def test_a_stopped_node_leaves_nothing_behind(
     assert not host.mounts_under(node.workdir)
     assert not host.link_exists(node.bridge)
     assert not [v for v in veths if host.link_exists(v)]
+    assert not node_netns(node.bridge)
     assert host.nft_tables() == nft_before
     # The last node of the machine writes back the values from before the first; others leave them.
     assert host.read_sysctls() == (sysctls_before if host.live_nodes() else node.saved_sysctls)
@@ -98,6 +104,7 @@ from pathlib import Path
 from tests.e2e.conftest import node_images, require_binary
 from tests.e2e.stack_kube import KubeAPIServer, Kubectl
 from tests.e2e.stack_node import start_node
+from tests.e2e.stack_node_netns import create_netns
 from tests.e2e.stack_procs import wait_until
 from tests.e2e.test_stack_node import pod_ready, probe_pod
 from tests.e2e.test_stack_node_teardown import TAINT
@@ -111,6 +118,7 @@ ns = args["namespace"]
 kubectl.apply(probe_pod("doomed", node.probe_image, nodeName=node.name,
                         tolerations=[{**TAINT, "operator": "Equal"}]), "-n", ns)
 wait_until(lambda: pod_ready(kubectl, ns, "doomed"), "the pod Ready", 60, node.group.procs)
+create_netns(node.bridge, node.pod_subnet, "doomed", 0)
 print(json.dumps({"bridge": node.bridge, "cgroup": node.cgroup_root, "pids": node.pids}), flush=True)
 time.sleep(300)
 """
@@ -148,12 +156,14 @@ def test_a_killed_node_is_reaped_by_the_next(
     workdir = tmp_path / "node"
     assert host.link_exists(started["bridge"]) and all(alive(p) for p in started["pids"])  # left behind
     assert host.runtime_files() - files_before and host.mounts_under(workdir)
+    assert node_netns(started["bridge"])
 
     assert started["bridge"] in host.reap_stale_nodes()
     assert not [pid for pid in started["pids"] if alive(pid)]
     assert not host.pids_using(workdir)
     assert not host.mounts_under(workdir)
     assert not host.link_exists(started["bridge"])
+    assert not node_netns(started["bridge"])
     assert not host.cgroup_exists(started["cgroup"])
     assert started["bridge"] not in host.live_nodes()
     assert not host.runtime_files() - files_before  # its shim socket and CNI results
