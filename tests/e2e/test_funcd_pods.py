@@ -19,10 +19,12 @@ import json
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+import yaml
 
 from tests.e2e.stack_funcd_controller import _get, _ready
 from tests.e2e.stack_funcd_pods import (
@@ -38,10 +40,11 @@ from tests.e2e.stack_funcd_pods import (
     stream_events,
     xadd_order,
 )
-from tests.e2e.stack_kube import KedaOperator, Kubectl
+from tests.e2e.stack_kube import KedaOperator, KubeAPIServer, Kubectl
 from tests.e2e.stack_node import Node
 from tests.e2e.stack_procs import Proc, StackError, wait_until
 from tests.e2e.stack_redis import RedisServer
+from tests.support import run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -237,3 +240,25 @@ def test_changing_the_image_while_events_flow_loses_none(
     finally:
         for stream in (f"orders-{tok}", f"processed-{tok}", f"orders-dead-{tok}"):
             redis_server.command("DEL", stream)
+
+
+def test_funcd_deploy_waits_until_a_real_pod_is_ready_and_exits_0(
+    controller: Proc,
+    node: Node,
+    pod_images: PodImages,
+    kube_apiserver: KubeAPIServer,
+    kubectl: Kubectl,
+    restricted_ns: str,
+    tmp_path: Path,
+) -> None:
+    ns = restricted_ns
+    path = tmp_path / "function.yaml"
+    path.write_text(yaml.safe_dump(sample_function("json-echo", pod_images.function("json-echo"))))
+    result = run_cli(
+        "deploy", str(path), "--kubeconfig", str(kube_apiserver.kubeconfig),
+        "--namespace", ns, "--timeout", "120", timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    assert f"applied Function {ns}/json-echo (generation 1)" in result.stdout, result.stdout
+    assert "Ready=True Available" in result.stdout, result.stdout
+    assert any(pod_is_ready(p) for p in pods(kubectl, ns, "json-echo"))
