@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
-import importlib.util
 import json
 import os
 import resource
@@ -520,25 +519,13 @@ def appcallback(args: argparse.Namespace, logdir: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------- part 2: end to end
 
 
-def load_testbin() -> Any:
-    name = "funcd_testbin_stack"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "testbin" / "stack.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def end_to_end(args: argparse.Namespace, logdir: Path) -> dict[str, Any]:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     from tests.e2e.stack_dapr import DaprdFactory, component
     from tests.e2e.stack_redis import start_redis
 
-    stack = load_testbin()
+    stack = common.testbin()
     daprd_bin, redis_bin = stack.binary("daprd"), stack.binary("redis-server")
     work = logdir / "e2e"
     nr_dir = work / "nr"

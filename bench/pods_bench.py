@@ -234,7 +234,12 @@ def warm_round(c: Cluster, tok: str, n: int) -> dict[str, Any]:
 
 
 def bench_scale(c: Cluster, args: argparse.Namespace) -> dict[str, Any]:
-    from tests.e2e.stack_funcd_pods import consumer_function, create_restricted_namespace, pod_is_ready
+    from tests.e2e.stack_funcd_pods import (
+        consumer_function,
+        create_restricted_namespace,
+        delete_consumer_streams,
+        pod_is_ready,
+    )
     from tests.e2e.stack_procs import wait_until
 
     keda = {"pollingInterval": args.pods_polling, "cooldownPeriod": args.pods_cooldown}
@@ -264,8 +269,7 @@ def bench_scale(c: Cluster, args: argparse.Namespace) -> dict[str, Any]:
         return {"keda": keda, "warmup_warm": warmup, "rounds": rounds}
     finally:
         for ns, tok in ((cold_ns, cold_tok), (warm_ns, warm_tok)):
-            for stream in (f"orders-{tok}", f"processed-{tok}", f"orders-dead-{tok}"):
-                c.redis.command("DEL", stream)
+            delete_consumer_streams(c.redis, tok)
             c.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 

@@ -2,36 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import os
 import subprocess
-import sys
 import tarfile
 import zipfile
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from funcd_controller.image import names
 from funcd_controller.image.oci import archive_layout
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT, load_module, testbin_stack
 
-
-def load_module(name: str, path: Path) -> ModuleType:
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-stack = load_module("funcd_testbin_stack", ROOT / "testbin" / "stack.py")
+stack = testbin_stack()
 
 
 def umoci(*args: str) -> str:

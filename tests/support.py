@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import re
@@ -13,10 +14,30 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_module(name: str, path: Path) -> ModuleType:
+    """A module from a file outside the packages (e.g. ``testbin/stack.py``), loaded once."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def testbin_stack() -> ModuleType:
+    """``testbin/stack.py``: versions and cache paths of the built test stack."""
+    return load_module("funcd_testbin_stack", ROOT / "testbin" / "stack.py")
+
+
 SAMPLES = ROOT / "samples"
 FUNCD = [sys.executable, "-m", "functions_framework.cli"]
 _LISTENING = re.compile(r"serving '.*' on http://([\d.]+):(\d+)")

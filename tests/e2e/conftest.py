@@ -32,8 +32,6 @@ Fixtures (scope, what they give):
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,24 +48,13 @@ from tests.e2e.stack_keda_adapter import KedaMetricsAdapter, start_keda_adapter
 from tests.e2e.stack_kube import KedaOperator, KubeAPIServer, Kubectl, start_keda, start_kube_apiserver
 from tests.e2e.stack_node import PAUSE_IMAGE, PROBE_IMAGE, Node, start_node
 from tests.e2e.stack_redis import RedisServer, start_redis
+from tests.support import testbin_stack
 
 E2E_DIR = Path(__file__).resolve().parent
 REPO_ROOT = E2E_DIR.parents[1]
 
 
-def _load_testbin_stack() -> ModuleType:
-    name = "funcd_testbin_stack"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "testbin" / "stack.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_stack = _load_testbin_stack()
+_stack = testbin_stack()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

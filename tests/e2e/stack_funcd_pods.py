@@ -128,6 +128,12 @@ def consumer_function(
     return fn
 
 
+def delete_consumer_streams(redis: RedisServer, tok: str) -> None:
+    """Remove the streams ``consumer_function(..., tok)`` uses from the shared Redis."""
+    for stream in (f"orders-{tok}", f"processed-{tok}", f"orders-dead-{tok}"):
+        redis.command("DEL", stream)
+
+
 def processed_numbers(redis: RedisServer, tok: str) -> set[int]:
     """The order numbers pubsub-consumer published to ``processed-<tok>``."""
     return {

@@ -31,6 +31,7 @@ from tests.e2e.stack_funcd_pods import (
     COOLDOWN,
     PodImages,
     consumer_function,
+    delete_consumer_streams,
     deployment_replicas,
     endpoints,
     pod_is_ready,
@@ -113,6 +114,13 @@ def test_http_sample_answers_from_its_pod_and_is_ready_only_then(
     assert "True" in table.splitlines()[1] and "Available" in table, table
 
 
+def _scaled_to_zero(kubectl: Kubectl, ns: str) -> bool:
+    """pubsub-consumer's Deployment is at 0 replicas and no pod of it is left."""
+    return deployment_replicas(kubectl, ns, "pubsub-consumer") == 0 and not pods(
+        kubectl, ns, "pubsub-consumer"
+    )
+
+
 def _condition(kubectl: Kubectl, ns: str, kind: str) -> dict[str, Any]:
     status = (_get(kubectl, "fn", "pubsub-consumer", ns) or {}).get("status") or {}
     return next((c for c in status.get("conditions") or [] if c["type"] == kind), {})
@@ -134,10 +142,7 @@ def test_pubsub_consumer_scales_from_zero_handles_every_event_and_scales_back(
         kubectl.apply(consumer_function(pod_images, node_redis, tok), "-n", ns)
         # No lag yet: KEDA sets the Deployment to minReplicaCount 0 at once.
         wait_until(
-            lambda: (
-                deployment_replicas(kubectl, ns, "pubsub-consumer") == 0
-                and not pods(kubectl, ns, "pubsub-consumer")
-            ),
+            lambda: _scaled_to_zero(kubectl, ns),
             "KEDA to scale the idle Function to zero",
             60,
             procs,
@@ -170,10 +175,7 @@ def test_pubsub_consumer_scales_from_zero_handles_every_event_and_scales_back(
         totals = redis_server.command("KEYS", f"{tok}||*")
         assert totals, "expected the handler's totals in the Redis state store"
         wait_until(
-            lambda: (
-                deployment_replicas(kubectl, ns, "pubsub-consumer") == 0
-                and not pods(kubectl, ns, "pubsub-consumer")
-            ),
+            lambda: _scaled_to_zero(kubectl, ns),
             "KEDA to scale back to zero after the cooldown",
             COOLDOWN + 60,
             procs,
@@ -182,8 +184,7 @@ def test_pubsub_consumer_scales_from_zero_handles_every_event_and_scales_back(
         assert int(pending[0]) == 0, f"events left unacknowledged on the way down: {pending}"
         assert not stream_events(redis_server, f"orders-dead-{tok}"), "nothing should be dead-lettered"
     finally:
-        for stream in (f"orders-{tok}", f"processed-{tok}", f"orders-dead-{tok}"):
-            redis_server.command("DEL", stream)
+        delete_consumer_streams(redis_server, tok)
 
 
 def test_changing_the_image_while_events_flow_loses_none(
@@ -238,8 +239,7 @@ def test_changing_the_image_while_events_flow_loses_none(
         image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
         assert image == pod_images.function("pubsub-consumer", "2")
     finally:
-        for stream in (f"orders-{tok}", f"processed-{tok}", f"orders-dead-{tok}"):
-            redis_server.command("DEL", stream)
+        delete_consumer_streams(redis_server, tok)
 
 
 def test_funcd_deploy_waits_until_a_real_pod_is_ready_and_exits_0(
