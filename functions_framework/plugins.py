@@ -2,8 +2,10 @@
 
 A plugin is published under the entry-point group ``functions_framework.plugins``; the entry point names
 a factory (usually the plugin class) called once per worker with the FunctionContext. Plugins load by
-name from the context's hook lists. Per-call state belongs on the invocation
-(``invocation.state[plugin.name]``), never on the plugin: calls run concurrently.
+name from the context's hook lists; ``tracing.enabled`` and ``metrics.enabled`` add ``tracing`` and
+``metrics`` around them when not named there (``FunctionContext.plugin_pre_hooks`` and
+``plugin_post_hooks``). Per-call state belongs on the invocation (``invocation.state[plugin.name]``),
+never on the plugin: calls run concurrently.
 
 Required: ``name``, ``pre_hook(invocation)``, ``post_hook(invocation, outcome)`` (``outcome.reply`` is the
 HTTP status or the Dapr ack). Optional, detected by presence:
@@ -174,7 +176,7 @@ def installed_plugins() -> dict[str, Any]:
 
 
 def hook_names(context: FunctionContext) -> list[str]:
-    return list(dict.fromkeys(context.pre_hooks + context.post_hooks))
+    return list(dict.fromkeys(context.plugin_pre_hooks + context.plugin_post_hooks))
 
 
 def load_factories(context: FunctionContext, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -223,8 +225,8 @@ def load_plugins(context: FunctionContext, extra: Mapping[str, Any] | None = Non
             plugin.name = name
         built[name] = plugin
     return Hooks(
-        pre=tuple(built[n] for n in context.pre_hooks),
-        post=tuple(built[n] for n in context.post_hooks),
+        pre=tuple(built[n] for n in context.plugin_pre_hooks),
+        post=tuple(built[n] for n in context.plugin_post_hooks),
         plugins=tuple(built.values()),
     )
 

@@ -300,3 +300,35 @@ def test_a_typed_reference_may_name_an_existing_component():
     ctx = function_context(parse_function(data))
     assert ctx.outputs["alerts"] == Component("alerts", "alerts", "bindings.http")
     assert ctx.states["shared"] == StateStore("shared", "shared", "state.redis")
+
+
+def test_tracing_and_metrics_sections_turn_their_plugins_on_around_the_named_hooks() -> None:
+    from functions_framework.model import parse_context
+
+    ctx = parse_context(
+        {
+            "name": "f",
+            "triggers": {"http": {"port": 8080}},
+            "preHooks": ["duration"],
+            "postHooks": ["duration"],
+            "tracing": {"enabled": True},
+            "metrics": {"enabled": True, "path": "/m"},
+        }
+    )
+    assert ctx.plugin_pre_hooks == ("tracing", "metrics", "duration")
+    assert ctx.plugin_post_hooks == ("duration", "metrics", "tracing")
+    assert ctx.metrics is not None and ctx.metrics.path == "/m"
+    named = parse_context({"name": "f", "postHooks": ["metrics"], "metrics": {"enabled": True}})
+    assert named.plugin_pre_hooks == () and named.plugin_post_hooks == ("metrics",)
+    off = parse_context({"name": "f", "tracing": {"enabled": False}, "metrics": {"enabled": False}})
+    assert off.plugin_pre_hooks == () == off.plugin_post_hooks
+
+
+def test_a_metrics_path_must_be_absolute() -> None:
+    import pytest
+
+    from functions_framework.errors import ContextError
+    from functions_framework.model import parse_context
+
+    with pytest.raises(ContextError, match=r"metrics\.path: expected an absolute URL path"):
+        parse_context({"name": "f", "metrics": {"enabled": True, "path": "metrics"}})

@@ -108,5 +108,5 @@ def test_unknown_plugin_fails_at_start_listing_what_is_installed(tmp_path):
     result = run_cli("run", str(folder), "--port", "0", env=env)
     assert result.returncode == 1
     assert "'nosuch'" in result.stderr and "not installed" in result.stderr
-    assert "installed: duration, exploding, first, second" in result.stderr
+    assert "installed: duration, exploding, first, metrics, second, tracing" in result.stderr
     assert "Traceback" not in result.stderr

@@ -20,6 +20,7 @@ __all__ = [
     "Exporter",
     "FunctionContext",
     "Kind",
+    "Metrics",
     "StateStore",
     "Tracing",
     "TracingProvider",
@@ -110,6 +111,16 @@ class Tracing:
 
 
 @dataclass(frozen=True)
+class Metrics:
+    """Metrics settings, read by the metrics plugin."""
+
+    enabled: bool = False
+    """Whether the function serves Prometheus metrics (turns the ``metrics`` plugin on)."""
+    path: str = "/metrics"
+    """Where they are served, on the HTTP port."""
+
+
+@dataclass(frozen=True)
 class FunctionContext:
     """Everything the runtime needs to know about the function it serves."""
 
@@ -134,9 +145,29 @@ class FunctionContext:
     post_hooks: tuple[str, ...] = ()
     """Plugin names whose ``post_hook`` runs after each call, in order."""
     tracing: Tracing | None = None
-    """Tracing settings, or ``None``."""
+    """Tracing settings, or ``None``. ``enabled`` turns the ``tracing`` plugin on."""
+    metrics: Metrics | None = None
+    """Metrics settings, or ``None``. ``enabled`` turns the ``metrics`` plugin on."""
     access_log: bool = False
     """Write one access log line per request or delivery (funcd's ``accessLog`` key)."""
+
+    @property
+    def plugin_pre_hooks(self) -> tuple[str, ...]:
+        """The pre hooks that run: ``tracing`` then ``metrics`` first when enabled and not named."""
+        return (*self._implicit_plugins(), *self.pre_hooks)
+
+    @property
+    def plugin_post_hooks(self) -> tuple[str, ...]:
+        """The post hooks that run: ``metrics`` then ``tracing`` last when enabled and not named."""
+        return (*self.post_hooks, *reversed(self._implicit_plugins()))
+
+    def _implicit_plugins(self) -> tuple[str, ...]:
+        named = {*self.pre_hooks, *self.post_hooks}
+        on = (
+            ("tracing", self.tracing is not None and self.tracing.enabled),
+            ("metrics", self.metrics is not None and self.metrics.enabled),
+        )
+        return tuple(name for name, enabled in on if enabled and name not in named)
 
     @property
     def has_http(self) -> bool:

@@ -25,7 +25,7 @@ from .context import (
 )
 from .reader import Reader, at, join, show
 from .resource import add_unique, check_topic, function_context, parse_function, resolve_type
-from .sections import read_tracing, read_triggers
+from .sections import read_metrics, read_tracing, read_triggers
 
 __all__ = ["detect_layout", "dump_context", "parse_context", "parse_context_text"]
 
@@ -42,7 +42,7 @@ V1BETA1_OUTPUT_FIELDS = ("uri", "componentName", "componentType", "metadata", "o
 # v1beta2 (functionContextV1beta2); `triggers` is spec.serving.triggers as written in the Function.
 V1BETA2_FIELDS = (
     "name", "version", "triggers", "inputs", "outputs", "states", "preHooks", "postHooks", "tracing",
-    "daprPort", "appProtocol", "accessLog", "port",
+    "metrics", "daprPort", "appProtocol", "accessLog", "port",
 )  # fmt: skip
 # `port`: OpenFunction's current Python framework serves Dapr triggers on it (and HTTP when
 # triggers.http has no port); funcd reads it the same way, `daprPort` taking precedence.
@@ -58,7 +58,9 @@ INPUT_KINDS = ("pubsub", "bindings", "state")
 
 def detect_layout(data: Mapping[str, Any]) -> Layout:
     """Tell OpenFunction's two context layouts apart by their distinctive keys."""
-    v1beta2_keys = {"triggers", "preHooks", "postHooks", "tracing", "daprPort", "appProtocol", "accessLog"}
+    v1beta2_keys = {
+        "triggers", "preHooks", "postHooks", "tracing", "metrics", "daprPort", "appProtocol", "accessLog"
+    }  # fmt: skip
     v1beta1_keys = {"runtime", "port", "prePlugins", "postPlugins", "pluginsTracing"}
     if v1beta2_keys & data.keys():
         return "v1beta2"
@@ -218,6 +220,7 @@ def _parse_v1beta2(r: Reader, data: Mapping[str, Any]) -> FunctionContext:
         pre_hooks=r.strings(d.get("preHooks"), "preHooks"),
         post_hooks=r.strings(d.get("postHooks"), "postHooks"),
         tracing=read_tracing(r, d.get("tracing"), "tracing"),
+        metrics=read_metrics(r, d.get("metrics"), "metrics"),
     )
 
 
@@ -266,6 +269,8 @@ def dump_context(ctx: FunctionContext) -> dict[str, Any]:
         out["postHooks"] = list(ctx.post_hooks)
     if ctx.tracing is not None:
         out["tracing"] = _dump_tracing(ctx.tracing)
+    if ctx.metrics is not None:
+        out["metrics"] = {"enabled": ctx.metrics.enabled, "path": ctx.metrics.path}
     return out
 
 

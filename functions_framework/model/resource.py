@@ -22,6 +22,7 @@ from .sections import (
     DURATION,
     read_component_spec,
     read_hooks,
+    read_metrics,
     read_outputs,
     read_scale_options,
     read_tracing,
@@ -53,7 +54,7 @@ METADATA_FIELDS = (
 SPEC_FIELDS = ("image", "version", "imageCredentials", "build", "serving", "workloadRuntime")
 SERVING_FIELDS = (
     "triggers", "scaleOptions", "outputs", "bindings", "pubsub", "states", "params", "labels",
-    "annotations", "template", "timeout", "hooks", "tracing", "workloadType", "dapr",
+    "annotations", "template", "timeout", "hooks", "tracing", "metrics", "workloadType", "dapr",
 )  # fmt: skip
 STATE_FIELDS = ("spec",)
 DAPR_SETTINGS_FIELDS = ("mode",)
@@ -140,6 +141,7 @@ def _serving(r: Reader, data: Any, path: str) -> Serving:
         scale_options=read_scale_options(r, d.get("scaleOptions"), join(path, "scaleOptions")),
         hooks=read_hooks(r, d.get("hooks"), join(path, "hooks")),
         tracing=read_tracing(r, d.get("tracing"), join(path, "tracing")),
+        metrics=read_metrics(r, d.get("metrics"), join(path, "metrics")),
         params=r.str_map(d.get("params"), join(path, "params")),
         labels=r.str_map(d.get("labels"), join(path, "labels")),
         annotations=r.str_map(d.get("annotations"), join(path, "annotations")),
@@ -329,4 +331,5 @@ def _build_context(r: Reader, fn: Function) -> FunctionContext:
         pre_hooks=hooks.pre if hooks else (),
         post_hooks=hooks.post if hooks else (),
         tracing=serving.tracing,
+        metrics=serving.metrics,
     )

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .context import TRACING_PROVIDERS, Exporter, Tracing
+from .context import TRACING_PROVIDERS, Exporter, Metrics, Tracing
 from .reader import Reader, at, join
 from .spec import (
     HOOK_POLICIES,
@@ -46,6 +46,7 @@ __all__ = [
     "duration_seconds",
     "read_component_spec",
     "read_hooks",
+    "read_metrics",
     "read_outputs",
     "read_scale_options",
     "read_tracing",
@@ -92,6 +93,7 @@ KEDA_TRIGGER_FIELDS = (
 AUTH_REF_FIELDS = ("name", "kind")
 HOOKS_FIELDS = ("pre", "post", "policy")
 TRACING_FIELDS = ("enabled", "provider", "tags", "baggage")
+METRICS_FIELDS = ("enabled", "path")
 PROVIDER_FIELDS = ("name", "oapServer", "exporter")
 EXPORTER_FIELDS = ("name", "endpoint", "headers", "compression", "timeout", "protocol")
 
@@ -325,3 +327,18 @@ def read_tracing(r: Reader, data: Any, path: str) -> Tracing | None:
         tags=r.str_map(d.get("tags"), join(path, "tags")),
         baggage=r.str_map(d.get("baggage"), join(path, "baggage")),
     )
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def read_metrics(r: Reader, data: Any, path: str) -> Metrics | None:
+    """funcd's ``metrics`` section (``enabled``, ``path``); ``None`` when absent."""
+    if data is None:
+        return None
+    d = r.obj(data, path, METRICS_FIELDS)
+    where = join(path, "path")
+    metrics_path = r.string(d, "path", path) or "/metrics"
+    if not metrics_path.startswith("/") or any(c.isspace() for c in metrics_path):
+        r.fail(where, "an absolute URL path such as '/metrics'", metrics_path)
+    return Metrics(enabled=r.boolean(d, "enabled", path), path=metrics_path)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .context import Tracing
+from .context import Metrics, Tracing
 
 API_VERSION = "funcd.dev/v1alpha1"
 OPENFUNCTION_API_VERSION = "core.openfunction.io/v1beta2"
@@ -340,6 +340,8 @@ class Serving:
     """``hooks``."""
     tracing: Tracing | None = None
     """``tracing``."""
+    metrics: Metrics | None = None
+    """``metrics`` (funcd's): serve Prometheus metrics."""
     params: Mapping[str, str] = field(default_factory=dict)
     """``params``: environment variables of the function's container."""
     labels: Mapping[str, str] = field(default_factory=dict)
