@@ -152,6 +152,8 @@ class Spec:
     threads: int | None = None
     notes: str = ""
     info: dict[str, Any] = field(default_factory=dict)
+    folder: Path = FN
+    """The funcd function served (funcd kinds only)."""
 
     @property
     def protocol(self) -> str:
@@ -163,7 +165,7 @@ class Spec:
         if self.kind.startswith("floor"):
             argv = [str(PY), str(FLOOR.relative_to(ROOT)), str(grpc_port)]
             return argv + (["--aio"] if self.kind == "floor-aio" else [])
-        argv = [str(FUNCD), "run", str(FN.relative_to(ROOT)), "--port", str(http_port)]
+        argv = [str(FUNCD), "run", str(self.folder), "--port", str(http_port)]
         if self.kind == "funcd-http":
             argv += ["--app-protocol", "http"]
         else:
@@ -175,6 +177,8 @@ class Spec:
 
     def command(self) -> str:
         text = " ".join(self.argv(0, 0)).replace(str(ROOT) + "/", "")
+        if not self.folder.is_relative_to(ROOT):  # a generated variant: name it
+            text = text.replace(str(self.folder), f"<{self.folder.name}>")
         if not self.kind.startswith("funcd"):
             return text.replace(".py 0", ".py PORT")
         text = text.replace("--port 0", "--port HTTP_PORT").replace("--dapr-port 0", "--dapr-port PORT")
@@ -519,7 +523,9 @@ def appcallback(args: argparse.Namespace, logdir: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------- part 2: end to end
 
 
-def end_to_end(args: argparse.Namespace, logdir: Path) -> dict[str, Any]:
+def end_to_end(args: argparse.Namespace, logdir: Path, specs: list[Spec] | None = None) -> dict[str, Any]:
+    """Publish ``--dapr-events`` once, then time each subscriber in ``specs`` (default: the bare App,
+    funcd gRPC, funcd HTTP) consuming them all through its own daprd, ``--dapr-e2e-rounds`` rounds."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     from tests.e2e.stack_dapr import DaprdFactory, component
@@ -541,7 +547,7 @@ def end_to_end(args: argparse.Namespace, logdir: Path) -> dict[str, Any]:
         "queueDepth": 100,
     }
     resources = [component(PUBSUB, "pubsub.redis", meta)]
-    specs = [
+    specs = specs or [
         Spec("app", "bare dapr.ext.grpc App (gRPC)", "app"),
         funcd_grpc("funcd", f"funcd, gRPC ({CORES} workers)"),
         Spec("funcd-http", f"funcd --app-protocol http ({CORES} workers)", "funcd-http", workers=CORES),

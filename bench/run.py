@@ -24,9 +24,10 @@ BENCHMARKS = {
     "controller": "controller_bench",
     "image": "image_bench",
     "pods": "pods_bench",
+    "plugins": "plugins_bench",
 }
 # The benchmarks that load servers with wrk.
-NEEDS_WRK = {"http", "dapr"}
+NEEDS_WRK = {"http", "dapr", "plugins"}
 
 
 def main(argv: list[str] | None = None) -> int:
