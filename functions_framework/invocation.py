@@ -140,13 +140,7 @@ def _result_within(future: Future[Any], timeout: float | None) -> Any:
 
 
 def _in_loop(invocation: Invocation, call: Callable[[], Any]) -> Any:
-    """The coroutine to run on the loop thread, seeing the calling thread's context variables (the
-    invocation, and what plugins set in pre hooks, e.g. the active span)."""
-    caller = contextvars.copy_context()
-
     async def run() -> Any:
-        for var, value in caller.items():  # the task runs in a copy of the loop thread's context
-            var.set(value)
         current_invocation.set(invocation)
         return await call()
 
