@@ -58,7 +58,9 @@ def test_http_call_gets_a_server_span_continuing_the_inbound_trace():
 
     t = traced(handler, CONTEXT)
     try:
-        r = t.client.post("/orders?x=1", json={}, headers={"traceparent": TRACEPARENT, "host": "fn.local:8080"})
+        r = t.client.post(
+            "/orders?x=1", json={}, headers={"traceparent": TRACEPARENT, "host": "fn.local:8080"}
+        )
         assert r.status_code == 200
         span = t.span("POST /orders")
         assert span.kind is SpanKind.SERVER
@@ -75,7 +77,9 @@ def test_http_call_gets_a_server_span_continuing_the_inbound_trace():
         assert attrs["team"] == "payments"
         assert span.status.status_code is StatusCode.UNSET
         res = dict(span.resource.attributes)
-        assert res["service.name"] == "traced" and res["faas.name"] == "traced" and res["faas.version"] == "v2"
+        assert (
+            res["service.name"] == "traced" and res["faas.name"] == "traced" and res["faas.version"] == "v2"
+        )
     finally:
         t.close()
 

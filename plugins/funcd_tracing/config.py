@@ -238,7 +238,9 @@ def from_sources(context: FunctionContext, environ: Mapping[str, str]) -> Tracin
     if found := _first(environ, "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"):
         compression = _compression(found[1], found[0])
     else:
-        compression = _compression(exporter.compression if exporter else "", "tracing.provider.exporter.compression")
+        compression = _compression(
+            exporter.compression if exporter else "", "tracing.provider.exporter.compression"
+        )
 
     if found := _first(environ, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"):
         if not found[1].strip().isdigit():

@@ -62,6 +62,11 @@ class CallSpan:
     """The token that detaches ``context`` in ``post_hook``."""
 
 
+def _environment() -> Mapping[str, str]:
+    """The process environment: the plugin's one read of it (see ``config``)."""
+    return os.environ
+
+
 def active_span_ids() -> tuple[str, str] | None:
     """The active span's (trace id, span id) in hex, or None: what JSON log lines carry."""
     span_context = trace.get_current_span().get_span_context()
@@ -105,7 +110,9 @@ class TracingPlugin:
         install_globals: bool = True,
     ) -> None:
         self.context = context or FunctionContext()
-        self.config: TracingConfig = from_sources(self.context, os.environ if environ is None else environ)
+        self.config: TracingConfig = from_sources(
+            self.context, _environment() if environ is None else environ
+        )
         """The effective settings."""
         self.enabled = self.config.enabled
         self.propagator = build_propagator(self.config)
@@ -117,6 +124,11 @@ class TracingPlugin:
         self.tags = dict(self.config.tags)
         if self.enabled and install_globals:
             self._install_globals()
+
+    @staticmethod
+    def check(context: FunctionContext) -> None:
+        """Refuse bad settings at start-up, in the supervisor (``PluginLoadError``)."""
+        from_sources(context, _environment())
 
     def _install_globals(self) -> None:
         global _globals_installed
