@@ -173,7 +173,7 @@ def test_a_pubsub_delivery_over_appcallback_gets_a_consumer_span(dapr_api: DaprA
         producer = t.span("processed publish")
         assert producer.kind is SpanKind.PRODUCER and producer.parent.span_id == span.context.span_id
         assert producer.end_time is not None and producer.end_time <= span.end_time
-        md = [c.grpc_metadata for c in dapr_api.calls if c.method == "PublishEvent"][0]
+        md = next(c.grpc_metadata for c in dapr_api.calls if c.method == "PublishEvent")
         assert md["traceparent"] == f"00-{TRACE_ID}-{hex_span(producer)}-01"
         assert "tenant=acme" in md["baggage"]
         assert "sw8" not in md  # only the skywalking provider writes sw8
@@ -186,8 +186,40 @@ def test_a_pubsub_delivery_over_appcallback_gets_a_consumer_span(dapr_api: DaprA
             metadata=(("traceparent", f"00-{'1' * 32}-{PARENT_ID}-01"),),
         )
         assert call[0].status == appcallback_v1.TopicEventResponse.RETRY
-        retried = [s for s in t.spans("orders process") if s.attributes["messaging.message.id"] == "ev-2"][0]
+        retried = next(s for s in t.spans("orders process") if s.attributes["messaging.message.id"] == "ev-2")
         assert hex_trace(retried) == "1" * 32 and retried.attributes["funcd.outcome"] == "retry"
+    finally:
+        t.close()
+
+
+def test_a_cloudevent_over_the_http_app_protocol_continues_its_envelope_trace():
+    def handler(context, event):
+        return None
+
+    t = traced(handler, CONTEXT)
+    try:
+        envelope = {
+            "specversion": "1.0",
+            "id": "h-1",
+            "source": "s",
+            "type": "t",
+            "datacontenttype": "application/json",
+            "data": {"n": 1},
+            "topic": "orders",
+            "pubsubname": "msg",
+            "traceparent": TRACEPARENT,
+            "tracestate": "vendor=x",
+        }
+        r = t.client.post(
+            "/dapr/topics/orders",
+            data=json.dumps(envelope),
+            headers={"content-type": "application/cloudevents+json"},
+        )
+        assert r.json == {"status": "SUCCESS"}
+        span = t.span("orders process")
+        assert hex_trace(span) == TRACE_ID and format(span.parent.span_id, "016x") == PARENT_ID
+        assert span.parent.trace_state.get("vendor") == "x"
+        assert span.attributes["messaging.message.id"] == "h-1"
     finally:
         t.close()
 
@@ -224,7 +256,7 @@ def test_state_calls_get_client_spans_and_sidecar_failures_are_recorded(dapr_api
         save = t.span("statestore save")
         assert save.kind is SpanKind.CLIENT and save.parent.span_id == root.context.span_id
         assert save.attributes["db.operation.name"] == "save"
-        md = [c.grpc_metadata for c in dapr_api.calls if c.method == "SaveState"][0]
+        md = next(c.grpc_metadata for c in dapr_api.calls if c.method == "SaveState")
         assert md["traceparent"] == f"00-{TRACE_ID}-{hex_span(save)}-01"
         failed = t.span("processed publish")
         assert failed.status.status_code is StatusCode.ERROR
@@ -299,7 +331,7 @@ def test_log_lines_carry_the_active_span_ids():
         keep.emit = lambda record: lines.append(json.loads(formatter.format(record)))  # type: ignore[method-assign]
         assert t.client.get("/", headers={"traceparent": TRACEPARENT}).status_code == 200
         span = t.span("GET /")
-        line = [x for x in lines if x["message"] == "inside"][0]
+        line = next(x for x in lines if x["message"] == "inside")
         assert line["trace_id"] == TRACE_ID and line["span_id"] == hex_span(span)
         outside = json.loads(formatter.format(logging.LogRecord("x", 20, "", 0, "after", (), None)))
         assert "trace_id" not in outside and "span_id" not in outside

@@ -6,8 +6,8 @@ import os
 import socket
 
 import pytest
-
 from funcd_tracing.config import from_sources
+
 from functions_framework.errors import PluginLoadError
 from functions_framework.model import parse_context_text
 from tests.support import run_cli, write_function
@@ -118,7 +118,8 @@ def test_skywalking_oap_address():
         (
             ("x-tenant=acme", "x-tenant"),
             {},
-            "tracing.provider.exporter.headers: expected 'key=value' pairs separated by ',', found 'x-tenant'",
+            "tracing.provider.exporter.headers: expected 'key=value' pairs separated by ',', "
+            "found 'x-tenant'",
         ),
         (
             ("compression: gzip", "compression: zstd"),

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
+from funcd_tracing.sw8 import ENDPOINT_KEY, PEER_KEY, Sw8, Sw8Propagator, parse
 from opentelemetry import trace
 from opentelemetry.context import Context
 from skywalking.trace.carrier import Carrier
 
-from funcd_tracing.sw8 import ENDPOINT_KEY, PEER_KEY, Sw8, Sw8Propagator, parse
 from tests.tracing_support import hex_span, hex_trace, traced
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ def test_skywalking_provider_continues_sw8_and_writes_it_outbound(dapr_api: Dapr
         root = t.span("GET /pay")
         assert hex_trace(root) == TRACE_ID and format(root.parent.span_id, "016x") == SPAN_ID
         producer = t.span("processed publish")
-        md = [c.grpc_metadata for c in dapr_api.calls if c.method == "PublishEvent"][0]
+        md = next(c.grpc_metadata for c in dapr_api.calls if c.method == "PublishEvent")
         out = Carrier()
         out.val = md["sw8"]
         assert out.is_valid and out.trace_id == TRACE_ID and out.segment_id == hex_span(producer)
