@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
 import grpc
+import httpx
 import pytest
 import requests
 from dapr.proto import appcallback_v1
@@ -292,13 +293,26 @@ class _Recorder(BaseHTTPRequestHandler):
         pass
 
 
-def test_requests_made_in_a_handler_join_the_trace():
+@pytest.mark.parametrize("client", ["requests", "httpx", "httpx-async"])
+def test_http_calls_made_in_a_handler_join_the_trace(client):
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/downstream"
 
-    def handler(context, event):
-        return str(requests.get(url, timeout=5).status_code)
+    if client == "requests":
+
+        def handler(context, event):
+            return str(requests.get(url, timeout=5).status_code)
+    elif client == "httpx":
+
+        def handler(context, event):
+            with httpx.Client() as http:
+                return str(http.get(url, timeout=5).status_code)
+    else:
+
+        async def handler(context, event):
+            async with httpx.AsyncClient() as http:
+                return str((await http.get(url, timeout=5)).status_code)
 
     t = traced(handler, CONTEXT)
     try:
@@ -337,6 +351,16 @@ def test_log_lines_carry_the_active_span_ids():
         assert "trace_id" not in outside and "span_id" not in outside
     finally:
         logger.removeHandler(keep)
+        t.close()
+
+
+def test_the_sampler_setting_applies():
+    t = traced(lambda context, event: seen_span(), CONTEXT, environ={"OTEL_TRACES_SAMPLER": "always_off"})
+    try:
+        r = t.client.get("/", headers={"traceparent": TRACEPARENT})
+        assert r.status_code == 200 and t.spans() == []
+        assert r.json["trace"] == TRACE_ID  # not recorded, still propagated
+    finally:
         t.close()
 
 
