@@ -218,6 +218,15 @@ class TracingPlugin:
     # -- worker --------------------------------------------------------------------------------------
 
     def worker_started(self, worker: WorkerInfo) -> None:
+        tracing = self.context.tracing
+        exporter = tracing.exporter.name if tracing and tracing.exporter else ""
+        if self.enabled and exporter not in ("", "otlp", "jaeger"):
+            log.warning(
+                "tracing.provider.exporter.name is %r: the runtime exports OTLP only (to %s); "
+                "the name applies to the Dapr sidecar's configuration",
+                exporter,
+                self.config.endpoint,
+            )
         if self.enabled:
             log.debug(
                 "tracing: exporting to %s over %s as %r",
