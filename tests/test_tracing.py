@@ -281,6 +281,22 @@ def test_a_refused_request_gets_an_error_span_with_its_parent():
         t.close()
 
 
+def test_a_refused_delivery_gets_an_error_span_with_its_parent():
+    t = traced(lambda context, event: None, CONTEXT, max_body=16)
+    try:
+        stub = t.appcallback()
+        request = topic_request("big-1", {})
+        request.data = b"x" * 100
+        reply = stub.OnTopicEvent(request, metadata=(("traceparent", TRACEPARENT),))
+        assert reply.status == appcallback_v1.TopicEventResponse.DROP
+        span = t.span("orders process")
+        assert hex_trace(span) == TRACE_ID and span.status.status_code is StatusCode.ERROR
+        assert span.attributes["funcd.rejected.reason"] == "too_large"
+        assert span.attributes["funcd.reply"] == "DROP"
+    finally:
+        t.close()
+
+
 class _Recorder(BaseHTTPRequestHandler):
     seen: list[dict[str, str]] = []
 
