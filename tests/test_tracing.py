@@ -15,6 +15,7 @@ import httpx
 import pytest
 import requests
 from dapr.proto import appcallback_v1
+from funcd_tracing import release_globals
 from google.protobuf import struct_pb2
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
@@ -330,13 +331,14 @@ def test_http_calls_made_in_a_handler_join_the_trace(client):
             async with httpx.AsyncClient() as http:
                 return str((await http.get(url, timeout=5)).status_code)
 
-    t = traced(handler, CONTEXT)
+    t = traced(handler, CONTEXT, install_globals=True)
     try:
         assert t.client.get("/", headers={"traceparent": TRACEPARENT}).status_code == 200
         inbound = _Recorder.seen[-1]
         assert inbound["traceparent"].split("-")[1] == TRACE_ID == hex_trace(t.span("GET /"))
         assert "tenant=acme" in inbound["baggage"]
     finally:
+        release_globals()
         t.close()
         server.shutdown()
         server.server_close()
@@ -351,7 +353,7 @@ def test_log_lines_carry_the_active_span_ids():
         context.logger.warning("inside")
         return "ok"
 
-    t = traced(handler, CONTEXT)
+    t = traced(handler, CONTEXT, install_globals=True)
     logger = logging.getLogger("function.traced")
     keep = Keep()
     logger.addHandler(keep)
@@ -366,6 +368,7 @@ def test_log_lines_carry_the_active_span_ids():
         outside = json.loads(formatter.format(logging.LogRecord("x", 20, "", 0, "after", (), None)))
         assert "trace_id" not in outside and "span_id" not in outside
     finally:
+        release_globals()
         logger.removeHandler(keep)
         t.close()
 

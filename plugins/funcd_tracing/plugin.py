@@ -75,6 +75,28 @@ def active_span_ids() -> tuple[str, str] | None:
     return trace.format_trace_id(span_context.trace_id), trace.format_span_id(span_context.span_id)
 
 
+def release_globals() -> None:
+    """Undo what the first plugin of a process installed, where OpenTelemetry allows it: the
+    ``requests``/``httpx`` instrumentation and the log ids (for tests and embedders; the global
+    TracerProvider stays, as OpenTelemetry sets it once)."""
+    global _globals_installed
+    with _globals_lock:
+        _globals_installed = False
+    logs.set_span_ids(None)
+    try:
+        from opentelemetry.instrumentation.requests import RequestsInstrumentor
+
+        RequestsInstrumentor().uninstrument()
+    except ImportError:
+        pass
+    try:
+        from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+        HTTPXClientInstrumentor().uninstrument()
+    except ImportError:
+        pass
+
+
 def instrument_http_clients(provider: TracerProvider) -> list[str]:
     """Instrument ``requests`` and ``httpx`` when their OpenTelemetry instrumentations are installed."""
     done: list[str] = []
@@ -136,7 +158,8 @@ class TracingPlugin:
             if _globals_installed:
                 return
             _globals_installed = True
-        trace.set_tracer_provider(self.provider)
+        if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):  # settable once only
+            trace.set_tracer_provider(self.provider)
         set_global_textmap(self.propagator)
         logs.set_span_ids(active_span_ids)
         instrumented = instrument_http_clients(self.provider)
