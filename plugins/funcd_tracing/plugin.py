@@ -107,6 +107,8 @@ def instrument_http_clients(provider: TracerProvider) -> list[str]:
         done.append("requests")
     except ImportError:
         pass
+    except Exception as exc:  # a broken instrumentation must not stop the worker
+        log.warning("tracing: requests not instrumented: %s: %s", type(exc).__name__, exc)
     try:
         from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
@@ -114,6 +116,8 @@ def instrument_http_clients(provider: TracerProvider) -> list[str]:
         done.append("httpx")
     except ImportError:
         pass
+    except Exception as exc:
+        log.warning("tracing: httpx not instrumented: %s: %s", type(exc).__name__, exc)
     return done
 
 
