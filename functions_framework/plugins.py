@@ -108,6 +108,16 @@ class OutboundCall:
     """gRPC metadata sent to the sidecar (e.g. ``traceparent``), lower-case names."""
     invocation: Invocation | None = None
     """The call in flight that made it, if any."""
+    on_done: list[Callable[[BaseException | None], None]] = field(default_factory=list)
+    """Called once the sidecar call ended, with its exception or None (e.g. to end a client span)."""
+
+    def done(self, error: BaseException | None) -> None:
+        """Run the ``on_done`` callbacks; one that raises is logged and the others still run."""
+        for callback in self.on_done:
+            try:
+                callback(error)
+            except Exception:
+                log.exception("an outbound on_done callback raised; going on")
 
 
 def _safe(plugin: Any, hook: str, *args: Any) -> Any:
