@@ -275,6 +275,8 @@ def start_local_daprd(
             app_id, parent, funcd_started, proc.pid, daprd_started, http_port, grpc_port, subscriptions
         ).write(record)
     where = ", ".join(str(p) for p in resources)
+    if config is not None:
+        where += f"; spans to {config['spec']['tracing']['otel']['endpointAddress']}"  # type: ignore[index]
     log.info("started a local daprd (pid %d, resources from %s); its log: %s", proc.pid, where, log_path)
     return LocalSidecar(app_id, http_port, grpc_port, proc, log_path, record, work)
 
