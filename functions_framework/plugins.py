@@ -16,6 +16,7 @@ HTTP status or the Dapr ack). Optional, detected by presence:
 - ``routes() -> Mapping[path, WSGI app]``: served on the HTTP port, also for async-only functions;
 - ``outbound(call: OutboundCall)``: add Dapr metadata or gRPC headers to ``context.send``/state calls;
 - on the factory (a classmethod or staticmethod), in the supervisor before workers start:
+  ``check(context)`` (raise ``PluginLoadError`` for bad settings: a start-up error, not a worker crash),
   ``supervisor_setup(settings)``, and ``worker_exited(pid)`` after a worker process ended.
 
 A hook that raises is logged with its plugin's name and never fails the call.
@@ -214,6 +215,14 @@ def load_factories(context: FunctionContext, extra: Mapping[str, Any] | None = N
             out[name] = available[name].load()
         except Exception as exc:
             raise PluginLoadError(f"plugin {name!r} cannot be imported: {type(exc).__name__}: {exc}") from exc
+    for name, factory in out.items():
+        if callable(getattr(factory, "check", None)):
+            try:
+                factory.check(context)
+            except PluginLoadError as exc:
+                raise PluginLoadError(f"plugin {name!r}: {exc}") from None
+            except Exception as exc:
+                raise PluginLoadError(f"plugin {name!r}: check failed: {type(exc).__name__}: {exc}") from exc
     return out
 
 

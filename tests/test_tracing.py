@@ -11,9 +11,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
 import grpc
+import httpx
 import pytest
 import requests
 from dapr.proto import appcallback_v1
+from funcd_tracing import release_globals
 from google.protobuf import struct_pb2
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
@@ -58,7 +60,9 @@ def test_http_call_gets_a_server_span_continuing_the_inbound_trace():
 
     t = traced(handler, CONTEXT)
     try:
-        r = t.client.post("/orders?x=1", json={}, headers={"traceparent": TRACEPARENT, "host": "fn.local:8080"})
+        r = t.client.post(
+            "/orders?x=1", json={}, headers={"traceparent": TRACEPARENT, "host": "fn.local:8080"}
+        )
         assert r.status_code == 200
         span = t.span("POST /orders")
         assert span.kind is SpanKind.SERVER
@@ -75,7 +79,9 @@ def test_http_call_gets_a_server_span_continuing_the_inbound_trace():
         assert attrs["team"] == "payments"
         assert span.status.status_code is StatusCode.UNSET
         res = dict(span.resource.attributes)
-        assert res["service.name"] == "traced" and res["faas.name"] == "traced" and res["faas.version"] == "v2"
+        assert (
+            res["service.name"] == "traced" and res["faas.name"] == "traced" and res["faas.version"] == "v2"
+        )
     finally:
         t.close()
 
@@ -169,7 +175,7 @@ def test_a_pubsub_delivery_over_appcallback_gets_a_consumer_span(dapr_api: DaprA
         producer = t.span("processed publish")
         assert producer.kind is SpanKind.PRODUCER and producer.parent.span_id == span.context.span_id
         assert producer.end_time is not None and producer.end_time <= span.end_time
-        md = [c.grpc_metadata for c in dapr_api.calls if c.method == "PublishEvent"][0]
+        md = next(c.grpc_metadata for c in dapr_api.calls if c.method == "PublishEvent")
         assert md["traceparent"] == f"00-{TRACE_ID}-{hex_span(producer)}-01"
         assert "tenant=acme" in md["baggage"]
         assert "sw8" not in md  # only the skywalking provider writes sw8
@@ -182,8 +188,40 @@ def test_a_pubsub_delivery_over_appcallback_gets_a_consumer_span(dapr_api: DaprA
             metadata=(("traceparent", f"00-{'1' * 32}-{PARENT_ID}-01"),),
         )
         assert call[0].status == appcallback_v1.TopicEventResponse.RETRY
-        retried = [s for s in t.spans("orders process") if s.attributes["messaging.message.id"] == "ev-2"][0]
+        retried = next(s for s in t.spans("orders process") if s.attributes["messaging.message.id"] == "ev-2")
         assert hex_trace(retried) == "1" * 32 and retried.attributes["funcd.outcome"] == "retry"
+    finally:
+        t.close()
+
+
+def test_a_cloudevent_over_the_http_app_protocol_continues_its_envelope_trace():
+    def handler(context, event):
+        return None
+
+    t = traced(handler, CONTEXT)
+    try:
+        envelope = {
+            "specversion": "1.0",
+            "id": "h-1",
+            "source": "s",
+            "type": "t",
+            "datacontenttype": "application/json",
+            "data": {"n": 1},
+            "topic": "orders",
+            "pubsubname": "msg",
+            "traceparent": TRACEPARENT,
+            "tracestate": "vendor=x",
+        }
+        r = t.client.post(
+            "/dapr/topics/orders",
+            data=json.dumps(envelope),
+            headers={"content-type": "application/cloudevents+json"},
+        )
+        assert r.json == {"status": "SUCCESS"}
+        span = t.span("orders process")
+        assert hex_trace(span) == TRACE_ID and format(span.parent.span_id, "016x") == PARENT_ID
+        assert span.parent.trace_state.get("vendor") == "x"
+        assert span.attributes["messaging.message.id"] == "h-1"
     finally:
         t.close()
 
@@ -220,7 +258,7 @@ def test_state_calls_get_client_spans_and_sidecar_failures_are_recorded(dapr_api
         save = t.span("statestore save")
         assert save.kind is SpanKind.CLIENT and save.parent.span_id == root.context.span_id
         assert save.attributes["db.operation.name"] == "save"
-        md = [c.grpc_metadata for c in dapr_api.calls if c.method == "SaveState"][0]
+        md = next(c.grpc_metadata for c in dapr_api.calls if c.method == "SaveState")
         assert md["traceparent"] == f"00-{TRACE_ID}-{hex_span(save)}-01"
         failed = t.span("processed publish")
         assert failed.status.status_code is StatusCode.ERROR
@@ -244,6 +282,22 @@ def test_a_refused_request_gets_an_error_span_with_its_parent():
         t.close()
 
 
+def test_a_refused_delivery_gets_an_error_span_with_its_parent():
+    t = traced(lambda context, event: None, CONTEXT, max_body=16)
+    try:
+        stub = t.appcallback()
+        request = topic_request("big-1", {})
+        request.data = b"x" * 100
+        reply = stub.OnTopicEvent(request, metadata=(("traceparent", TRACEPARENT),))
+        assert reply.status == appcallback_v1.TopicEventResponse.DROP
+        span = t.span("orders process")
+        assert hex_trace(span) == TRACE_ID and span.status.status_code is StatusCode.ERROR
+        assert span.attributes["funcd.rejected.reason"] == "too_large"
+        assert span.attributes["funcd.reply"] == "DROP"
+    finally:
+        t.close()
+
+
 class _Recorder(BaseHTTPRequestHandler):
     seen: list[dict[str, str]] = []
 
@@ -256,21 +310,35 @@ class _Recorder(BaseHTTPRequestHandler):
         pass
 
 
-def test_requests_made_in_a_handler_join_the_trace():
+@pytest.mark.parametrize("client", ["requests", "httpx", "httpx-async"])
+def test_http_calls_made_in_a_handler_join_the_trace(client):
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/downstream"
 
-    def handler(context, event):
-        return str(requests.get(url, timeout=5).status_code)
+    if client == "requests":
 
-    t = traced(handler, CONTEXT)
+        def handler(context, event):
+            return str(requests.get(url, timeout=5).status_code)
+    elif client == "httpx":
+
+        def handler(context, event):
+            with httpx.Client() as http:
+                return str(http.get(url, timeout=5).status_code)
+    else:
+
+        async def handler(context, event):
+            async with httpx.AsyncClient() as http:
+                return str((await http.get(url, timeout=5)).status_code)
+
+    t = traced(handler, CONTEXT, install_globals=True)
     try:
         assert t.client.get("/", headers={"traceparent": TRACEPARENT}).status_code == 200
         inbound = _Recorder.seen[-1]
         assert inbound["traceparent"].split("-")[1] == TRACE_ID == hex_trace(t.span("GET /"))
         assert "tenant=acme" in inbound["baggage"]
     finally:
+        release_globals()
         t.close()
         server.shutdown()
         server.server_close()
@@ -285,7 +353,7 @@ def test_log_lines_carry_the_active_span_ids():
         context.logger.warning("inside")
         return "ok"
 
-    t = traced(handler, CONTEXT)
+    t = traced(handler, CONTEXT, install_globals=True)
     logger = logging.getLogger("function.traced")
     keep = Keep()
     logger.addHandler(keep)
@@ -295,12 +363,23 @@ def test_log_lines_carry_the_active_span_ids():
         keep.emit = lambda record: lines.append(json.loads(formatter.format(record)))  # type: ignore[method-assign]
         assert t.client.get("/", headers={"traceparent": TRACEPARENT}).status_code == 200
         span = t.span("GET /")
-        line = [x for x in lines if x["message"] == "inside"][0]
+        line = next(x for x in lines if x["message"] == "inside")
         assert line["trace_id"] == TRACE_ID and line["span_id"] == hex_span(span)
         outside = json.loads(formatter.format(logging.LogRecord("x", 20, "", 0, "after", (), None)))
         assert "trace_id" not in outside and "span_id" not in outside
     finally:
+        release_globals()
         logger.removeHandler(keep)
+        t.close()
+
+
+def test_the_sampler_setting_applies():
+    t = traced(lambda context, event: seen_span(), CONTEXT, environ={"OTEL_TRACES_SAMPLER": "always_off"})
+    try:
+        r = t.client.get("/", headers={"traceparent": TRACEPARENT})
+        assert r.status_code == 200 and t.spans() == []
+        assert r.json["trace"] == TRACE_ID  # not recorded, still propagated
+    finally:
         t.close()
 
 

@@ -10,17 +10,18 @@ from typing import Any
 
 import grpc
 from dapr.proto import appcallback_service_v1
+from funcd_tracing import TracingPlugin
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from werkzeug.test import Client
 
-from funcd_tracing import TracingPlugin
 from functions_framework.dapr_client import SidecarAddress
 from functions_framework.invocation import Invoker
 from functions_framework.model import FunctionContext, parse_context_text
 from functions_framework.outputs import DaprOutputs
 from functions_framework.plugins import Hooks
+from functions_framework.runtime.dapr_http import DaprHttpRoutes
 from functions_framework.runtime.delivery import Router
 from functions_framework.runtime.http import HttpApp
 from functions_framework.runtime.lifecycle import Lifecycle
@@ -83,11 +84,19 @@ def traced(
     dapr_address: str | None = None,
     timeout: float | None = None,
     max_body: int = 1024 * 1024,
+    install_globals: bool = False,
 ) -> Traced:
+    """``install_globals``: as in a worker, also install the global propagator, the requests/httpx
+    instrumentation and the log ids (undo with ``funcd_tracing.release_globals()``)."""
     ctx = parse_context_text(context, "test") if isinstance(context, str) else context
     loaded, _ = load(handler)
     exporter = InMemorySpanExporter()
-    plugin = TracingPlugin(ctx, environ=environ or {}, span_processor=SimpleSpanProcessor(exporter))
+    plugin = TracingPlugin(
+        ctx,
+        environ=environ or {},
+        span_processor=SimpleSpanProcessor(exporter),
+        install_globals=install_globals,
+    )
     hooks = Hooks(pre=(plugin,), post=(plugin,), plugins=(plugin,))
     settings = Settings(
         workers=1,
@@ -99,8 +108,8 @@ def traced(
     rctx = RuntimeContext(ctx, outputs, settings, hooks)
     invoker = Invoker(loaded.adapter, rctx, hooks, timeout)
     lifecycle = Lifecycle()
-    app = HttpApp(invoker, settings, lifecycle)
     router = Router(ctx, invoker, settings, lifecycle)
+    app = HttpApp(invoker, settings, lifecycle, DaprHttpRoutes(router) if ctx.inputs else None)
     return Traced(plugin, exporter, invoker, app, router, rctx)
 
 

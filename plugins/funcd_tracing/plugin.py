@@ -62,12 +62,39 @@ class CallSpan:
     """The token that detaches ``context`` in ``post_hook``."""
 
 
+def _environment() -> Mapping[str, str]:
+    """The process environment: the plugin's one read of it (see ``config``)."""
+    return os.environ
+
+
 def active_span_ids() -> tuple[str, str] | None:
     """The active span's (trace id, span id) in hex, or None: what JSON log lines carry."""
     span_context = trace.get_current_span().get_span_context()
     if not span_context.is_valid:
         return None
     return trace.format_trace_id(span_context.trace_id), trace.format_span_id(span_context.span_id)
+
+
+def release_globals() -> None:
+    """Undo what the first plugin of a process installed, where OpenTelemetry allows it: the
+    ``requests``/``httpx`` instrumentation and the log ids (for tests and embedders; the global
+    TracerProvider stays, as OpenTelemetry sets it once)."""
+    global _globals_installed
+    with _globals_lock:
+        _globals_installed = False
+    logs.set_span_ids(None)
+    try:
+        from opentelemetry.instrumentation.requests import RequestsInstrumentor
+
+        RequestsInstrumentor().uninstrument()
+    except ImportError:
+        pass
+    try:
+        from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+        HTTPXClientInstrumentor().uninstrument()
+    except ImportError:
+        pass
 
 
 def instrument_http_clients(provider: TracerProvider) -> list[str]:
@@ -80,6 +107,8 @@ def instrument_http_clients(provider: TracerProvider) -> list[str]:
         done.append("requests")
     except ImportError:
         pass
+    except Exception as exc:  # a broken instrumentation must not stop the worker
+        log.warning("tracing: requests not instrumented: %s: %s", type(exc).__name__, exc)
     try:
         from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
@@ -87,6 +116,8 @@ def instrument_http_clients(provider: TracerProvider) -> list[str]:
         done.append("httpx")
     except ImportError:
         pass
+    except Exception as exc:
+        log.warning("tracing: httpx not instrumented: %s: %s", type(exc).__name__, exc)
     return done
 
 
@@ -105,7 +136,9 @@ class TracingPlugin:
         install_globals: bool = True,
     ) -> None:
         self.context = context or FunctionContext()
-        self.config: TracingConfig = from_sources(self.context, os.environ if environ is None else environ)
+        self.config: TracingConfig = from_sources(
+            self.context, _environment() if environ is None else environ
+        )
         """The effective settings."""
         self.enabled = self.config.enabled
         self.propagator = build_propagator(self.config)
@@ -118,13 +151,19 @@ class TracingPlugin:
         if self.enabled and install_globals:
             self._install_globals()
 
+    @staticmethod
+    def check(context: FunctionContext) -> None:
+        """Refuse bad settings at start-up, in the supervisor (``PluginLoadError``)."""
+        from_sources(context, _environment())
+
     def _install_globals(self) -> None:
         global _globals_installed
         with _globals_lock:
             if _globals_installed:
                 return
             _globals_installed = True
-        trace.set_tracer_provider(self.provider)
+        if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):  # settable once only
+            trace.set_tracer_provider(self.provider)
         set_global_textmap(self.propagator)
         logs.set_span_ids(active_span_ids)
         instrumented = instrument_http_clients(self.provider)
@@ -206,6 +245,15 @@ class TracingPlugin:
     # -- worker --------------------------------------------------------------------------------------
 
     def worker_started(self, worker: WorkerInfo) -> None:
+        tracing = self.context.tracing
+        exporter = tracing.exporter.name if tracing and tracing.exporter else ""
+        if self.enabled and exporter not in ("", "otlp", "jaeger"):
+            log.warning(
+                "tracing.provider.exporter.name is %r: the runtime exports OTLP only (to %s); "
+                "the name applies to the Dapr sidecar's configuration",
+                exporter,
+                self.config.endpoint,
+            )
         if self.enabled:
             log.debug(
                 "tracing: exporting to %s over %s as %r",

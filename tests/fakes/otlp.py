@@ -104,7 +104,9 @@ class OtlpCollector(trace_service_pb2_grpc.TraceServiceServicer):
                 if predicate(item[1]):
                     return item
             if time.monotonic() >= deadline:
-                raise AssertionError(f"no matching span within {timeout}s; got {[s.name for _, s, _ in self.spans()]}")
+                raise AssertionError(
+                    f"no matching span within {timeout}s; got {[s.name for _, s, _ in self.spans()]}"
+                )
             time.sleep(0.02)
 
 
