@@ -41,7 +41,8 @@ from tests.e2e.test_funcd_async_samples import Embedded, _gone
 FUNCD = "funcd_tracing"
 DAPRD = "dapr-diagnostics"
 EXPORT_ENV = {"OTEL_BSP_SCHEDULE_DELAY": "100"}
-"""Export batches every 100 ms (the SDK's default is 5 s), so the test waits less."""
+"""Batches every 100 ms where the SDK picks the delay; the plugin now sets its own (1 s), which the
+Jaeger polls below wait for."""
 
 
 @pytest.fixture
