@@ -90,10 +90,8 @@ def start_chain(
     }
     for name, server in servers.items():
         server.wait_ready()
-        if name == names[0]:
-            embedded.sidecar(name)
-        else:
-            embedded.wait_subscribed(name)
+        record = embedded.sidecar(name) if name == names[0] else embedded.wait_subscribed(name)
+        assert record["app_id"] == name  # daprd's spans carry its app id as their service name
     return servers
 
 
@@ -212,13 +210,13 @@ def test_one_trace_across_three_functions_and_their_daprds(
     spans = traces.wait_for(trace_id, len(expected), timeout=20)
     check_tree(spans, expected, trace_id, caller)
 
-    # Once every funcd (and with it its daprd) has stopped and flushed, Jaeger still holds exactly this
-    # trace for these services, and no other trace at all: nothing of the request went elsewhere.
+    # Once every funcd (and with it its daprd) has stopped and flushed, the trace is unchanged (nothing
+    # came late or twice), and no span of the request went into another trace.
     stop_chain({name: servers[name] for name in names}, embedded)
     check_tree(traces.trace(trace_id), expected, trace_id, caller)
     assert traces.services() == sorted(names)
-    # The only other traces are daprd's root spans of funcd's own calls to its metadata API (the drain
-    # reads daprd's app health threshold there): no span of a function is outside the request's trace.
+    # The only other traces in this Jaeger are daprd's root spans of funcd's own calls to daprd's
+    # metadata API (the drain reads the app health threshold there at SIGTERM).
     others = [traces.trace(t) for name in names for t in traces.trace_ids(name) - {trace_id}]
     metadata_call = [(DAPRD, "client", "/v1.0/metadata", "")]
     unexpected = [o for o in others if [(s.scope, s.kind, s.name, s.parent_id) for s in o] != metadata_call]
@@ -249,6 +247,8 @@ def test_a_dead_collector_slows_nothing_and_loses_nothing(
         funcd_group,
     )
     front, sink = servers["http-to-pubsub"], servers["pubsub-sink"]
+    for server in servers.values():  # each local daprd exports to the dead port too
+        assert any(f"spans to {dead}" in m for m in server.messages("info")), server.output
     count = 20
     trace_ids = [secrets.token_hex(16) for _ in range(count)]
     started = time.monotonic()
