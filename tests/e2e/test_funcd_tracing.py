@@ -13,11 +13,12 @@ function sees; over the gRPC app channel daprd 1.15 drops it, and the function c
 CloudEvent's ``traceparent`` (the publish span), so its CONSUMER span is a sibling of ``pubsub/<topic>``.
 
 A second test points every exporter at a port nothing listens on: the requests and deliveries are not
-slowed or lost, and funcd stops within a bound.
+slowed or lost, and funcd stops within a bound. A third shows what daprd does with ``samplingRate: "0"``.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import signal
 import time
@@ -25,18 +26,23 @@ import uuid
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
+import grpc
 import pytest
 import requests
+from dapr.proto import api_service_v1, api_v1
 
+from functions_framework.event import trace_id_of
 from tests.e2e.conftest import _stack, require_binary
-from tests.e2e.stack_dapr import DaprdFactory
+from tests.e2e.stack_dapr import DaprdFactory, Sidecar
 from tests.e2e.stack_jaeger import Jaeger, start_jaeger
 from tests.e2e.stack_procs import free_port
 from tests.e2e.stack_redis import RedisServer
 from tests.e2e.stack_tracing import JaegerTraces, TraceSpan, otlp_tracing, span_tree, traced_sample
-from tests.e2e.test_funcd_async_runtime import Funcd, FuncdFactory, pending, poll
+from tests.e2e.test_funcd_async_runtime import Funcd, FuncdFactory, pending, poll, redis_pubsub
 from tests.e2e.test_funcd_async_samples import Embedded, _gone
+from tests.support import write_function
 
 FUNCD = "funcd_tracing"
 DAPRD = "dapr-diagnostics"
@@ -278,3 +284,83 @@ def test_a_dead_collector_slows_nothing_and_loses_nothing(
     # Each stops within its drain (daprd's health threshold) plus the plugin's flush wait.
     for name, seconds in stop_chain({name: servers[name] for name in names}, embedded).items():
         assert seconds < 12, f"{name} took {seconds:.1f}s to stop with the collector down"
+
+
+CARRIER_RECORDER = """
+import json
+import os
+
+
+def handler(context, event):
+    headers = {
+        k: (v.hex() if isinstance(v, bytes) else v)
+        for k, v in event.headers.items()
+        if k in ("traceparent", "tracestate", "grpc-trace-bin")
+    }
+    line = {"data": event.data, "headers": headers, "extension": event.extensions.get("traceparent"),
+            "carrier": event.trace_carrier}
+    with open(os.environ["FUNCD_E2E_RECORD"], "a") as f:
+        f.write(json.dumps(line) + "\\n")
+"""
+
+
+def publish_traced(sidecar: Sidecar, topic: str, data: bytes, trace_id: str) -> None:
+    """PublishEvent on daprd's gRPC API with a sampled ``traceparent`` in the metadata, as funcd does."""
+    channel = grpc.insecure_channel(sidecar.grpc_address)
+    try:
+        api_service_v1.DaprStub(channel).PublishEvent(
+            api_v1.PublishEventRequest(
+                pubsub_name="pubsub", topic=topic, data=data, data_content_type="application/json"
+            ),
+            metadata=[("traceparent", f"00-{trace_id}-{secrets.token_hex(8)}-01")],
+            timeout=10,
+        )
+    finally:
+        channel.close()
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_sampling_off_in_daprd(
+    protocol: str, tmp_path: Path, redis_server: RedisServer, daprd: DaprdFactory, funcd_group: FuncdFactory
+) -> None:
+    """``samplingRate: "0"``. On the delivering daprd: no span, so no trace header reaches the function,
+    and the CloudEvent's ``traceparent`` (``TopicEventRequest.extensions`` over gRPC, the body over HTTP)
+    carries the trace on. On the publishing daprd: no tracing interceptor, so the CloudEvent gets no
+    ``traceparent`` and the trace ends there."""
+    tok = uuid.uuid4().hex[:8]
+    topic = f"unsampled-{tok}"
+    off = {
+        "apiVersion": "dapr.io/v1alpha1",
+        "kind": "Configuration",
+        "metadata": {"name": "sampling-off"},
+        "spec": {"tracing": {"samplingRate": "0"}},
+    }
+    pubsub = redis_pubsub("pubsub", redis_server, f"c-{tok}")
+    record = tmp_path / "record.jsonl"
+    context = (
+        f"name: carrier\ntriggers:\n  dapr:\n    - {{name: pubsub, type: pubsub.redis, topic: {topic}}}\n"
+    )
+    folder = write_function(tmp_path / "fn", CARRIER_RECORDER, context)
+    app_port = free_port()
+    serial = ["--app-max-concurrency", "1"] if protocol == "http" else []  # see test_funcd_async_runtime
+    sub = daprd(app_port, [pubsub], off, protocol, wait="outbound", extra_args=serial)
+    port_args = ["--dapr-port", str(app_port)] if protocol == "grpc" else []
+    funcd_group(
+        folder, "--app-protocol", protocol, *port_args, "--dapr-address", sub.grpc_address, "--workers", "1",
+        env={**sub.env(), "FUNCD_E2E_RECORD": str(record)},
+        port=free_port() if protocol == "grpc" else app_port,
+    )  # fmt: skip
+    sub.wait_ready(full=True)
+    sampled, unsampled = secrets.token_hex(16), secrets.token_hex(16)
+    publish_traced(daprd(None, [pubsub]), topic, b'{"n": 1}', sampled)  # no Configuration: rate 1e-4
+    publish_traced(daprd(None, [pubsub], off), topic, b'{"n": 2}', unsampled)
+
+    def received() -> dict[int, dict[str, Any]]:
+        lines = [json.loads(x) for x in record.read_text().splitlines()] if record.exists() else []
+        return {line["data"]["n"]: line for line in lines}
+
+    got = poll(lambda: len(received()) == 2 and received(), "both deliveries")
+    assert [got[n]["headers"] for n in (1, 2)] == [{}, {}], "expected no trace headers with sampling off"
+    assert trace_id_of(got[1]["extension"] or "") == sampled, got[1]
+    assert got[1]["carrier"]["traceparent"] == got[1]["extension"]
+    assert (got[2]["extension"], got[2]["carrier"]) == ("", {}), got[2]  # the key is there, empty
