@@ -20,6 +20,8 @@ _UNSET: Any = object()
 TriggerKind = Literal["http", "pubsub", "binding"]
 TRIGGER_KINDS: tuple[TriggerKind, ...] = ("http", "pubsub", "binding")
 TRACE_KEYS = ("traceparent", "tracestate", "baggage")
+GRPC_TRACE_BIN = "grpc-trace-bin"
+"""The gRPC metadata key of the binary (OpenCensus) trace context, which daprd sends with deliveries."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,19 @@ def trace_id_of(traceparent: str) -> str:
     if trace_id == "0" * 32 or parent_id == "0" * 16:
         return ""
     return trace_id
+
+
+def traceparent_of_binary(value: bytes | str) -> str:
+    """A W3C ``traceparent`` from a ``grpc-trace-bin`` value, or '' when it is not one.
+
+    The layout (OpenCensus binary format, as daprd writes it): version 0, then field 0 and the 16-byte
+    trace id, field 1 and the 8-byte span id, field 2 and one byte of trace flags."""
+    data = value.encode("latin-1") if isinstance(value, str) else bytes(value)
+    if len(data) < 27 or data[0] != 0 or data[1] != 0 or data[18] != 1:
+        return ""
+    flags = data[28] if len(data) >= 29 and data[27] == 2 else 0
+    traceparent = f"00-{data[2:18].hex()}-{data[19:27].hex()}-{flags:02x}"
+    return traceparent if trace_id_of(traceparent) else ""
 
 
 def decode_body(body: bytes, content_type: str) -> Any:
@@ -193,11 +208,17 @@ class Event:
         """The inbound W3C trace context: ``traceparent``, ``tracestate`` and ``baggage``.
 
         Read from the transport headers first (HTTP headers, gRPC metadata, a bulk entry's metadata),
-        then from the CloudEvent's extensions (where Dapr puts them in the envelope).
+        then from the CloudEvent's extensions (where Dapr puts them in the envelope). Over gRPC,
+        daprd sends the span of its delivery as ``grpc-trace-bin`` metadata only; it is read as the
+        ``traceparent`` before the envelope's, which is the span of the publish.
         """
         carrier: dict[str, str] = {}
         headers = self.headers
         extensions = self.extensions
+        if not headers.get("traceparent") and headers.get(GRPC_TRACE_BIN):
+            binary = traceparent_of_binary(headers[GRPC_TRACE_BIN])
+            if binary:
+                headers = {**headers, "traceparent": binary}
         for key in TRACE_KEYS:
             value = headers.get(key) or extensions.get(key)
             if value:
@@ -207,7 +228,7 @@ class Event:
     @property
     def trace_id(self) -> str:
         """The trace id of the inbound ``traceparent``, or '' when there is none or it is invalid."""
-        return trace_id_of(str(self.headers.get("traceparent") or self.extensions.get("traceparent") or ""))
+        return trace_id_of(self.trace_carrier.get("traceparent", ""))
 
     def json(self) -> Any:
         """The body parsed as JSON whatever the content type; raises ``EventDataError``."""

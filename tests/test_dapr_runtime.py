@@ -323,3 +323,20 @@ def test_async_only_function_serves_health_but_no_http_trigger(funcd, tmp_path, 
     assert requests.get(server.url + "/healthz").status_code == 200
     r = requests.post(server.url + "/", json={})
     assert r.status_code == 404 and "no HTTP trigger" in r.json()["error"]["message"]
+
+
+OUTPUT_ONLY = """
+def handler(context, event):
+    return {"handled": event.path}
+"""
+
+
+def test_http_app_protocol_answers_daprd_for_a_function_with_outputs_only(funcd, tmp_path, dapr_api):
+    """daprd asks the app port for /dapr/config and /dapr/subscribe whatever the app subscribes to;
+    funcd answers them (nothing subscribed) and the function only sees its own requests."""
+    context = "outputs:\n  out: {componentName: msg, componentType: pubsub.redis, topic: orders}\n"
+    folder = write_function(tmp_path / "f", OUTPUT_ONLY, context)
+    server = funcd(str(folder), "--app-protocol", "http", env=dapr_api.env())
+    assert requests.get(server.url + "/dapr/subscribe").json() == []
+    assert requests.get(server.url + "/dapr/config").status_code == 200
+    assert requests.get(server.url + "/orders").json() == {"handled": "/orders"}

@@ -11,7 +11,7 @@ from google.protobuf import struct_pb2
 
 from functions_framework import EventDataError, FunctionContext
 from functions_framework.errors import RequestError
-from functions_framework.event import Event, decode_body
+from functions_framework.event import Event, decode_body, traceparent_of_binary
 from functions_framework.invocation import Invoker
 from functions_framework.model import Component
 from functions_framework.runtime.dapr import AppCallback
@@ -243,6 +243,55 @@ def test_trace_carrier_from_grpc_metadata_and_envelope(appcallback):
         ("e1", {"traceparent": OTHER_TRACEPARENT, "tracestate": "env=1"}, OTHER_TRACE_ID),
         ("e1", {"traceparent": TRACEPARENT, "tracestate": "env=1"}, TRACE_ID),
     ]
+
+
+def _grpc_trace_bin(trace_id: str, span_id: str, flags: int) -> bytes:
+    """daprd's binary trace context (``diagUtils.BinaryFromSpanContext`` in Dapr 1.15)."""
+    return b"\x00\x00" + bytes.fromhex(trace_id) + b"\x01" + bytes.fromhex(span_id) + b"\x02" + bytes([flags])
+
+
+def test_grpc_trace_bin_of_a_delivery_comes_before_the_envelope(appcallback):
+    """Over gRPC, daprd sends its delivery span as grpc-trace-bin; the envelope's traceparent is the
+    publish's span, one hop earlier."""
+    servicer, seen = appcallback
+    request = appcallback_v1.TopicEventRequest(
+        id="e1",
+        spec_version="1.0",
+        data=b"{}",
+        data_content_type="application/json",
+        topic="orders",
+        pubsub_name="pubsub",
+        extensions=_extensions({"traceparent": TRACEPARENT, "tracestate": "env=1"}),
+    )
+    binary = _grpc_trace_bin(TRACE_ID, "b7ad6b7169203331", 1)
+    servicer.OnTopicEvent(request, _GrpcContext({"grpc-trace-bin": binary}))  # type: ignore[dict-item]
+    # An explicit traceparent header still wins.
+    servicer.OnTopicEvent(request, _GrpcContext({"grpc-trace-bin": binary, "traceparent": OTHER_TRACEPARENT}))  # type: ignore[dict-item]
+    assert seen == [
+        ("e1", {"traceparent": f"00-{TRACE_ID}-b7ad6b7169203331-01", "tracestate": "env=1"}, TRACE_ID),
+        ("e1", {"traceparent": OTHER_TRACEPARENT, "tracestate": "env=1"}, OTHER_TRACE_ID),
+    ]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"",
+        b"\x01" + _grpc_trace_bin(TRACE_ID, "b7ad6b7169203331", 1)[1:],  # unknown version
+        _grpc_trace_bin(TRACE_ID, "b7ad6b7169203331", 1)[:20],  # cut short
+        _grpc_trace_bin("0" * 32, "b7ad6b7169203331", 1),  # all-zero trace id
+        _grpc_trace_bin(TRACE_ID, "0" * 16, 1),  # all-zero span id
+    ],
+)
+def test_a_bad_grpc_trace_bin_is_ignored(value):
+    assert traceparent_of_binary(value) == ""
+    event = Event(headers={"grpc-trace-bin": value}, extensions={"traceparent": TRACEPARENT})  # type: ignore[dict-item]
+    assert event.trace_carrier == {"traceparent": TRACEPARENT}
+
+
+def test_grpc_trace_bin_without_flags_is_not_sampled():
+    value = _grpc_trace_bin(TRACE_ID, "b7ad6b7169203331", 1)[:27]
+    assert traceparent_of_binary(value) == f"00-{TRACE_ID}-b7ad6b7169203331-00"
 
 
 def test_trace_carrier_of_bulk_entries_comes_from_each_entry(appcallback):

@@ -14,7 +14,7 @@ import pytest
 
 from functions_framework.errors import FunctionsFrameworkError
 from functions_framework.model import parse_context
-from functions_framework.runtime.sidecar import default_components, find_daprd
+from functions_framework.runtime.sidecar import default_components, find_daprd, tracing_configuration
 from functions_framework.runtime.sidecar_record import SidecarRecord, live_records, process_started
 from tests.support import run_cli, write_function
 
@@ -163,3 +163,83 @@ def test_a_function_already_running_locally_is_not_started_twice(tmp_path):
     finally:
         daprd.kill()
         daprd.wait()
+
+
+def _tracing(exporter: dict[str, str], **more: object) -> dict[str, object]:
+    return {
+        **CONTEXT,
+        "tracing": {"enabled": True, "provider": {"name": "opentelemetry", "exporter": exporter}, **more},
+    }
+
+
+def test_a_local_daprd_traces_to_the_functions_otlp_collector():
+    ctx = parse_context(_tracing({"name": "otlp", "endpoint": "127.0.0.1:4317", "protocol": "grpc"}))
+    assert tracing_configuration(ctx) == {
+        "apiVersion": "dapr.io/v1alpha1",
+        "kind": "Configuration",
+        "metadata": {"name": "f-tracing"},
+        "spec": {
+            "tracing": {
+                "samplingRate": "1",
+                "otel": {"endpointAddress": "127.0.0.1:4317", "isSecure": False, "protocol": "grpc"},
+            }
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "protocol", "otel"),
+    [
+        (
+            "http://collector:4317",
+            "grpc",
+            {"endpointAddress": "collector:4317", "isSecure": False, "protocol": "grpc"},
+        ),
+        (
+            "https://collector:4317",
+            "grpc",
+            {"endpointAddress": "collector:4317", "isSecure": True, "protocol": "grpc"},
+        ),
+        (
+            "http://collector:4318/v1/traces",
+            "http/protobuf",
+            {"endpointAddress": "collector:4318", "isSecure": False, "protocol": "http"},
+        ),
+    ],
+)
+def test_the_collector_endpoint_becomes_daprds_host_port(endpoint, protocol, otel):
+    ctx = parse_context(_tracing({"name": "otlp", "endpoint": endpoint, "protocol": protocol, "headers": ""}))
+    config = tracing_configuration(ctx)
+    assert config is not None
+    assert config["spec"]["tracing"]["otel"] == otel  # type: ignore[index]
+
+
+def test_headers_are_passed_on():
+    ctx = parse_context(_tracing({"name": "otlp", "endpoint": "c:4317", "headers": "api-key=s3cret"}))
+    config = tracing_configuration(ctx)
+    assert config is not None
+    assert config["spec"]["tracing"]["otel"]["headers"] == "api-key=s3cret"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "tracing",
+    [
+        None,
+        {
+            "enabled": False,
+            "provider": {"name": "opentelemetry", "exporter": {"name": "otlp", "endpoint": "c:4317"}},
+        },
+        {
+            "enabled": True,
+            "provider": {"name": "opentelemetry", "exporter": {"name": "otlp", "endpoint": ""}},
+        },
+        {
+            "enabled": True,
+            "provider": {"name": "opentelemetry", "exporter": {"name": "zipkin", "endpoint": "c:9411"}},
+        },
+        {"enabled": True, "provider": {"name": "skywalking", "oapServer": "oap:11800"}},
+    ],
+)
+def test_no_configuration_without_an_otlp_collector(tracing):
+    ctx = parse_context({**CONTEXT, **({"tracing": tracing} if tracing is not None else {})})
+    assert tracing_configuration(ctx) is None

@@ -83,3 +83,15 @@ def test_google_env_vars(funcd):
     )
     # PORT is not set here, so --port comes from the fixture default path: check the env-var path separately
     assert requests.get(server.url + "/?name=Env").text == "Hello Env!"
+
+
+def test_pubsub_sink_logs_what_arrives_and_acks(caplog):
+    from functions_framework import testing
+    from functions_framework.event import Trigger
+
+    order = {"customer": "ada", "amount": 5, "customer_total": 5}
+    event = testing.make_event(order, trigger=Trigger("pubsub", "orders-pubsub"), topic="processed", id="e-1")
+    with caplog.at_level("INFO"):
+        result = testing.call(SAMPLES / "pubsub-sink", event)
+    assert result.ack == "SUCCESS"
+    assert f"processed order e-1: {order}" in caplog.messages

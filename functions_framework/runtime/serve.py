@@ -52,16 +52,17 @@ def build_worker(
     invoker = Invoker(function.adapter, runtime_context, hooks, settings.timeout)
     dapr_routes = None
     grpc_server = None
-    if context.inputs:
+    if settings.app_protocol == "http" and context.uses_dapr:
+        # daprd asks an HTTP app for /dapr/config and /dapr/subscribe even when nothing is subscribed
+        # (a function with outputs only): funcd answers them, never the function.
+        from .dapr_http import DaprHttpRoutes
+
+        dapr_routes = DaprHttpRoutes(Router(context, invoker, settings, lifecycle))
+    elif context.inputs:
+        from .dapr import start_appcallback
+
         router = Router(context, invoker, settings, lifecycle)
-        if settings.app_protocol == "http":
-            from .dapr_http import DaprHttpRoutes
-
-            dapr_routes = DaprHttpRoutes(router)
-        else:
-            from .dapr import start_appcallback
-
-            grpc_server = start_appcallback(router, settings.host, settings.dapr_port, settings.threads)
+        grpc_server = start_appcallback(router, settings.host, settings.dapr_port, settings.threads)
     app = HttpApp(invoker, settings, lifecycle, dapr_routes, context.has_http, hooks.routes())
     app.keep_alive = grpc_server  # the gRPC server stops when garbage-collected
 

@@ -3,7 +3,8 @@
 Components come from the function folder's ``components/`` when it has one; otherwise each pub/sub
 the context names gets an in-memory pub/sub and each state store an in-memory store, and the pub/sub
 inputs get an inbound retry policy (``resiliency.LOCAL_RETRY``). A running sidecar is recorded in a
-small JSON file (``sidecar_record``) so that ``funcd publish`` can find it.
+small JSON file (``sidecar_record``) so that ``funcd publish`` can find it. When the function traces
+to an OTLP collector, daprd gets a Configuration that exports its spans to the same collector.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ..errors import SidecarError
 from ..model import FunctionContext
@@ -102,6 +104,35 @@ def _component(name: str, type_: str) -> dict[str, object]:
         "kind": "Component",
         "metadata": {"name": name},
         "spec": {"type": type_, "version": "v1", "metadata": []},
+    }
+
+
+def tracing_configuration(context: FunctionContext) -> dict[str, object] | None:
+    """A Dapr Configuration that sends daprd's spans where the function sends its own, or ``None``
+    when the function does not trace with OpenTelemetry to an OTLP endpoint.
+
+    Keys as Dapr 1.15 reads them (``pkg/config/configuration.go``, ``TracingSpec`` and ``OtelSpec``).
+    daprd samples every trace (``samplingRate: "1"``); its exporter is secure only for ``https://``
+    endpoints, and takes ``host:port`` (a scheme and path are removed)."""
+    tracing = context.tracing
+    exporter = tracing.exporter if tracing is not None else None
+    if tracing is None or not tracing.enabled or tracing.provider != "opentelemetry":
+        return None
+    if exporter is None or exporter.name != "otlp" or not exporter.endpoint:
+        return None
+    url = urlsplit(exporter.endpoint if "://" in exporter.endpoint else f"//{exporter.endpoint}")
+    otel: dict[str, object] = {
+        "endpointAddress": url.netloc,
+        "isSecure": url.scheme == "https",
+        "protocol": "grpc" if exporter.protocol == "grpc" else "http",
+    }
+    if exporter.headers:
+        otel["headers"] = exporter.headers
+    return {
+        "apiVersion": "dapr.io/v1alpha1",
+        "kind": "Configuration",
+        "metadata": {"name": f"{context.name}-tracing"},
+        "spec": {"tracing": {"samplingRate": "1", "otel": otel}},
     }
 
 
@@ -220,6 +251,10 @@ def start_local_daprd(
     ]  # fmt: skip
     for path in resources:
         argv += ["--resources-path", str(path)]
+    config = tracing_configuration(context)
+    if config is not None:
+        (work / "config.yaml").write_text(json.dumps(config))  # JSON is YAML
+        argv += ["--config", str(work / "config.yaml")]
     log_path = work / "daprd.log"
     parent = os.getpid()
     with log_path.open("wb") as out:
@@ -240,6 +275,8 @@ def start_local_daprd(
             app_id, parent, funcd_started, proc.pid, daprd_started, http_port, grpc_port, subscriptions
         ).write(record)
     where = ", ".join(str(p) for p in resources)
+    if config is not None:
+        where += f"; spans to {config['spec']['tracing']['otel']['endpointAddress']}"  # type: ignore[index]
     log.info("started a local daprd (pid %d, resources from %s); its log: %s", proc.pid, where, log_path)
     return LocalSidecar(app_id, http_port, grpc_port, proc, log_path, record, work)
 

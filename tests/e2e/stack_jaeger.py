@@ -73,6 +73,8 @@ def jaeger_config(
             "jaeger_storage": {"backends": {store: {"memory": {"max_traces": 10000}}}},
             "jaeger_query": {
                 "storage": {"traces": store},
+                # No self-tracing: it exports to localhost:4317 (nothing there) and holds up shutdown.
+                "enable_tracing": False,
                 "http": {"endpoint": f"{HOST}:{query_http}"},
                 "grpc": {"endpoint": f"{HOST}:{query_grpc}"},
             },
