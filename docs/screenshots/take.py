@@ -43,6 +43,8 @@ IMAGES = REPO / "docs" / "images"
 SAMPLE = REPO / "samples" / "pubsub-consumer"
 APP_ID = "pubsub-consumer"
 MAX_PNG_BYTES = 300_000
+DAPRD_SCOPE = "dapr-diagnostics"
+"""The instrumentation scope of daprd's spans; a span of any other scope is funcd's."""
 
 
 def ensure_chromium() -> str:
@@ -102,23 +104,25 @@ def function_folder(work: Path, jaeger: Jaeger, funcd_tracing: bool) -> Path:
             "  serving:\n"
             "    tracing:\n"
             "      enabled: true\n"
-            "      exporter:\n"
-            "        name: otlp\n"
-            f"        endpoint: {jaeger.otlp_grpc_endpoint}\n"
-            "        protocol: grpc\n"
+            "      provider:\n"
+            "        name: opentelemetry\n"
+            "        exporter:\n"
+            f"          endpoint: {jaeger.otlp_grpc_endpoint}\n"
+            "          protocol: grpc\n"
         )
         (folder / "function.yaml").write_text(text.replace("  serving:\n", tracing, 1))
     return folder
 
 
-def start_funcd(folder: Path, app_port: int, sidecar: Any, logs: Path) -> Proc:
+def start_funcd(folder: Path, app_port: int, sidecar: Any, logs: Path, tree: Path) -> Proc:
+    """``funcd run`` for the function behind ``sidecar``, with funcd and its plugins from ``tree``."""
     http = sidecar.http_url.removeprefix("http://")
     argv = [
         sys.executable, "-m", "functions_framework.cli", "run", str(folder), "--workers", "1",
         "--port", "0", "--dapr-port", str(app_port),
         "--dapr-address", sidecar.grpc_address, "--dapr-http-address", http,
     ]  # fmt: skip
-    return start("funcd", argv, logs, env={"PYTHONPATH": str(REPO)})
+    return start("funcd", argv, logs, env={"PYTHONPATH": f"{tree}:{tree / 'plugins'}"}, cwd=tree)
 
 
 def traces(jaeger: Jaeger) -> list[dict[str, Any]]:
@@ -127,17 +131,32 @@ def traces(jaeger: Jaeger) -> list[dict[str, Any]]:
     return list(reply.json().get("data") or [])
 
 
-def delivered_trace(jaeger: Jaeger, funcd_tracing: bool, procs: list[Proc]) -> dict[str, Any]:
-    """The trace of one delivered order: the one with the most spans (and a funcd span if asked)."""
+def _scope(span: dict[str, Any]) -> str:
+    tags = {t["key"]: t["value"] for t in span.get("tags", [])}
+    return str(tags.get("otel.scope.name", tags.get("otel.library.name", "")))
 
-    def scopes(trace: dict[str, Any]) -> set[str]:
-        tags = [t for s in trace["spans"] for t in s.get("tags", [])]
-        return {str(t["value"]) for t in tags if t["key"] in ("otel.scope.name", "otel.library.name")}
+
+def _complete(trace: dict[str, Any], funcd_tracing: bool) -> bool:
+    """daprd's publish and delivery spans are there; with funcd tracing, a funcd span too, and every
+    funcd span that calls daprd (client or producer) has daprd's span under it."""
+    spans = trace["spans"]
+    daprd = [s for s in spans if _scope(s) == DAPRD_SCOPE]
+    if len(daprd) < 2:
+        return False
+    if not funcd_tracing:
+        return True
+    funcd = [s for s in spans if _scope(s) != DAPRD_SCOPE]
+    parents = {r["spanID"] for s in daprd for r in s.get("references", []) if r["refType"] == "CHILD_OF"}
+    kinds = {s["spanID"]: {t["key"]: t["value"] for t in s["tags"]}.get("span.kind") for s in funcd}
+    calls = {span_id for span_id, kind in kinds.items() if kind in ("client", "producer")}
+    return bool(funcd) and calls <= parents
+
+
+def delivered_trace(jaeger: Jaeger, funcd_tracing: bool, procs: list[Proc]) -> dict[str, Any]:
+    """The trace of one delivered order, once all its spans are in Jaeger."""
 
     def ready() -> dict[str, Any] | None:
-        found = [t for t in traces(jaeger) if len(t["spans"]) >= 2]
-        if funcd_tracing:
-            found = [t for t in found if any("dapr" not in s for s in scopes(t))]
+        found = [t for t in traces(jaeger) if _complete(t, funcd_tracing)]
         return max(found, key=lambda t: len(t["spans"])) if found else None
 
     what = "a trace through daprd" + (" and funcd" if funcd_tracing else "") + f" for {APP_ID} in Jaeger"
@@ -167,6 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-funcd-tracing", dest="funcd_tracing", action="store_false")
     parser.add_argument("--orders", type=int, default=3, help="orders to publish")
+    parser.add_argument(
+        "--tree",
+        type=Path,
+        default=REPO,
+        help="funcd source tree to run the function with (default: this one)",
+    )
     parser.add_argument("--keep", action="store_true", help="leave the stack running until Ctrl-C")
     args = parser.parse_args(argv)
     chromium = ensure_chromium()
@@ -182,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         resources = [component("orders-pubsub", "pubsub.in-memory"), component("totals", "state.in-memory")]
         sidecar = daprd(app_port, resources, tracing_config(jaeger), "grpc", app_id=APP_ID, wait="outbound")
         folder = function_folder(work, jaeger, args.funcd_tracing)
-        funcd = start_funcd(folder, app_port, sidecar, work / "logs")
+        funcd = start_funcd(folder, app_port, sidecar, work / "logs", args.tree.resolve())
         sidecar.wait_ready(full=True, timeout=60)
         for n in range(args.orders):
             order = {"customer": "ada", "amount": 5 + n}
@@ -196,9 +221,9 @@ def main(argv: list[str] | None = None) -> int:
             chromium,
             f"{ui}/search?service={APP_ID}&limit=20&lookback=1h",
             IMAGES / "jaeger-search.png",
-            "1280,720",
+            "1280,860",
         )
-        screenshot(chromium, f"{ui}/trace/{trace['traceID']}", IMAGES / "jaeger-trace.png", "1280,640")
+        screenshot(chromium, f"{ui}/trace/{trace['traceID']}", IMAGES / "jaeger-trace.png", "1600,560")
         (work / "trace.json").write_text(json.dumps(trace, indent=2))
         if args.keep:
             print(f"screenshots: Jaeger UI at {ui} (Ctrl-C stops)", flush=True)
