@@ -72,7 +72,12 @@ def _unpack(source: Path, dest: Path) -> None:
     git_dir = source / ".git" if (source / ".git").exists() else source
     if (git_dir / "HEAD").is_file() and (git_dir / "objects").is_dir():
         archive = dest.parent / "src.tar"
-        _run(["git", f"--git-dir={git_dir}", "archive", "-o", str(archive), COMMIT], dest.parent)
+        try:
+            _run(["git", f"--git-dir={git_dir}", "archive", "-o", str(archive), COMMIT], dest.parent)
+        except BuildError as exc:
+            raise BuildError(
+                f"{git_dir} does not hold jaeger-ui {VERSION} (commit {COMMIT}): {exc}"
+            ) from None
         with tarfile.open(archive) as tar:
             tar.extractall(dest, filter="data")
         archive.unlink()
