@@ -36,7 +36,7 @@ import jaeger_ui  # noqa: E402  (testbin/jaeger_ui.py)
 
 from tests.e2e.stack_dapr import DaprdFactory, component  # noqa: E402
 from tests.e2e.stack_jaeger import Jaeger, start_jaeger  # noqa: E402
-from tests.e2e.stack_procs import Proc, free_port, start, wait_until  # noqa: E402
+from tests.e2e.stack_procs import Proc, StackError, free_port, start, wait_until  # noqa: E402
 from tests.support import testbin_stack  # noqa: E402
 
 IMAGES = REPO / "docs" / "images"
@@ -126,7 +126,9 @@ def start_funcd(folder: Path, app_port: int, sidecar: Any, logs: Path, tree: Pat
 
 
 def traces(jaeger: Jaeger) -> list[dict[str, Any]]:
-    reply = requests.get(f"{jaeger.query_url}/api/traces", params={"service": APP_ID, "limit": 20}, timeout=5)
+    reply = requests.get(
+        f"{jaeger.query_url}/api/traces", params={"service": APP_ID, "limit": "20"}, timeout=5
+    )
     reply.raise_for_status()
     return list(reply.json().get("data") or [])
 
@@ -160,7 +162,12 @@ def delivered_trace(jaeger: Jaeger, funcd_tracing: bool, procs: list[Proc]) -> d
         return max(found, key=lambda t: len(t["spans"])) if found else None
 
     what = "a trace through daprd" + (" and funcd" if funcd_tracing else "") + f" for {APP_ID} in Jaeger"
-    return wait_until(ready, what, 60, procs, interval=0.5)
+    try:
+        trace: dict[str, Any] = wait_until(ready, what, 60, procs, interval=0.5)
+    except StackError as exc:
+        hint = "\n(funcd's spans need the tracing plugin, plugins/funcd_tracing; or --no-funcd-tracing)"
+        raise SystemExit(f"screenshots: {exc}{hint if funcd_tracing else ''}") from None
+    return trace
 
 
 def screenshot(chromium: str, url: str, out: Path, size: str, budget_ms: int = 8000) -> None:
