@@ -32,6 +32,7 @@ import requests
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO), str(REPO / "testbin")]
 
+import browser  # noqa: E402  (docs/screenshots/browser.py)
 import jaeger_ui  # noqa: E402  (testbin/jaeger_ui.py)
 
 from tests.e2e.stack_dapr import DaprdFactory, component  # noqa: E402
@@ -181,10 +182,37 @@ def screenshot(chromium: str, url: str, out: Path, size: str, budget_ms: int = 8
         subprocess.run(cmd, check=True, capture_output=True, timeout=120)
     finally:
         shutil.rmtree(profile, ignore_errors=True)
+    check_size(out, url)
+
+
+def check_size(out: Path, url: str) -> None:
     size_bytes = out.stat().st_size
     if size_bytes > MAX_PNG_BYTES:
         raise SystemExit(f"screenshots: {out} is {size_bytes} bytes, more than {MAX_PNG_BYTES}")
     print(f"screenshots: {out.relative_to(REPO)} ({size_bytes // 1024} KiB) <- {url}", flush=True)
+
+
+FIND_SPAN = """[...document.querySelectorAll('.span-name')]
+  .find(n => n.querySelector('.endpoint-name')?.textContent.trim() === %s)"""
+TAGS_HEADER = """[...document.querySelectorAll('.AccordianKeyValues--header')]
+  .find(h => h.textContent.trim().startsWith('Tags'))"""
+
+
+def span_screenshot(chromium: str, url: str, out: Path, size: str, operation: str) -> None:
+    """The trace page with ``operation``'s span opened and its tags shown as a table."""
+    span = FIND_SPAN % json.dumps(operation)
+    page = browser.Page(chromium, size)
+    try:
+        page.open(url)
+        page.wait_for(f"!!{span}", f"the span {operation!r} in the Jaeger UI")
+        page.evaluate(f"{span}.click()")
+        page.wait_for(f"!!{TAGS_HEADER}", f"the details of {operation!r}")
+        page.evaluate(f"{TAGS_HEADER}.click()")
+        page.wait_for("!!document.querySelector('.KeyValueTable')", f"the tags of {operation!r}")
+        page.png(out)
+    finally:
+        page.close()
+    check_size(out, url)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -231,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
             "1280,860",
         )
         screenshot(chromium, f"{ui}/trace/{trace['traceID']}", IMAGES / "jaeger-trace.png", "1600,560")
+        if args.funcd_tracing:
+            trace_url = f"{ui}/trace/{trace['traceID']}"
+            span_screenshot(chromium, trace_url, IMAGES / "jaeger-span.png", "1600,900", "orders process")
         (work / "trace.json").write_text(json.dumps(trace, indent=2))
         if args.keep:
             print(f"screenshots: Jaeger UI at {ui} (Ctrl-C stops)", flush=True)
