@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -264,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
             span_screenshot(chromium, trace_url, IMAGES / "jaeger-span.png", "1600,900", "orders process")
         (work / "trace.json").write_text(json.dumps(trace, indent=2))
         if args.keep:
+            # Ctrl-C or SIGTERM stops the stack (a background job may have inherited SIGINT ignored).
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
             print(f"screenshots: Jaeger UI at {ui} (Ctrl-C stops)", flush=True)
             while True:
                 time.sleep(3600)
