@@ -95,6 +95,9 @@ def _unpack(source: Path, dest: Path) -> None:
 
 
 def build(source: Path) -> Path:
+    """Build the UI from ``source`` into the cache; return the assets directory."""
+    if shutil.which("npm") is None or shutil.which("git") is None:
+        raise BuildError("the Jaeger UI build needs git and npm (Node >= 20) on PATH")
     final = cache_dir()
     final.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
