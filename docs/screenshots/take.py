@@ -9,9 +9,12 @@ when missing) take PNGs of the Jaeger UI into docs/images/.
 
     python docs/screenshots/take.py                      funcd's tracing plugin on (the docs' trace)
     python docs/screenshots/take.py --no-funcd-tracing   daprd's spans only
+    python docs/screenshots/take.py --tree DIR           funcd and its plugins from another tree
+    python docs/screenshots/take.py --keep               leave the stack up (the UI's address is printed)
 
-With funcd tracing on, the trace must hold a span that daprd did not make, or no screenshot is
-taken. Nothing here is needed by the tests.
+No screenshot is taken before the trace is complete: daprd's publish and delivery spans, and with
+funcd tracing on, a funcd span and daprd's span under every funcd call to daprd. Nothing here is
+needed by the tests.
 """
 
 from __future__ import annotations
