@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo demo-pubsub test test-fast check lint typecheck bench testbin image clean
+.PHONY: install demo demo-pubsub test test-fast check lint typecheck bench testbin image screenshots clean
 
 install: $(STAMP)
 
@@ -51,6 +51,11 @@ testbin: install
 image: install
 	$(PY) testbin/build.py mmdebstrap node-runtime daprd
 	$(PY) images/build.py
+
+# docs/images/jaeger-*.png from the real stack: Jaeger with its UI (testbin/jaeger_ui.py builds the UI
+# from a jaeger-ui source given in FUNCD_JAEGER_UI_SRC), daprd and funcd; headless Chromium from Debian.
+screenshots: install
+	$(PY) docs/screenshots/take.py $(SCREENSHOTS_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,4 +1,8 @@
-"""Jaeger v2 for tests: in-memory storage, OTLP in, query API out, all on loopback ports."""
+"""Jaeger v2 for tests: in-memory storage, OTLP in, query API out, all on loopback ports.
+
+With ``ui_assets`` (a built Jaeger UI, testbin/jaeger_ui.py) the query port serves the UI too;
+tests do not need it, docs/screenshots/take.py does.
+"""
 
 from __future__ import annotations
 
@@ -53,9 +57,23 @@ class Jaeger:
 
 
 def jaeger_config(
-    otlp_grpc: int, otlp_http: int, query_http: int, query_grpc: int, health: int
+    otlp_grpc: int,
+    otlp_http: int,
+    query_http: int,
+    query_grpc: int,
+    health: int,
+    ui_assets: Path | None = None,
 ) -> dict[str, Any]:
     store = "memstore"
+    query: dict[str, Any] = {
+        "storage": {"traces": store},
+        # No self-tracing: it exports to localhost:4317 (nothing there) and holds up shutdown.
+        "enable_tracing": False,
+        "http": {"endpoint": f"{HOST}:{query_http}"},
+        "grpc": {"endpoint": f"{HOST}:{query_grpc}"},
+    }
+    if ui_assets is not None:
+        query["ui"] = {"assets_path": str(ui_assets)}
     return {
         "service": {
             "extensions": ["jaeger_storage", "jaeger_query", "healthcheckv2"],
@@ -71,13 +89,7 @@ def jaeger_config(
         "extensions": {
             "healthcheckv2": {"use_v2": True, "http": {"endpoint": f"{HOST}:{health}"}},
             "jaeger_storage": {"backends": {store: {"memory": {"max_traces": 10000}}}},
-            "jaeger_query": {
-                "storage": {"traces": store},
-                # No self-tracing: it exports to localhost:4317 (nothing there) and holds up shutdown.
-                "enable_tracing": False,
-                "http": {"endpoint": f"{HOST}:{query_http}"},
-                "grpc": {"endpoint": f"{HOST}:{query_grpc}"},
-            },
+            "jaeger_query": query,
         },
         "receivers": {
             "otlp": {
@@ -92,12 +104,13 @@ def jaeger_config(
     }
 
 
-def start_jaeger(binary: Path, version: str, workdir: Path) -> Jaeger:
+def start_jaeger(binary: Path, version: str, workdir: Path, ui_assets: Path | None = None) -> Jaeger:
+    """Start Jaeger and wait for its health and query API; ``ui_assets`` serves a built UI."""
     otlp_grpc, otlp_http, query_http, query_grpc, health = (free_port() for _ in range(5))
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / "jaeger.yaml"  # JSON is YAML
     config_path.write_text(
-        json.dumps(jaeger_config(otlp_grpc, otlp_http, query_http, query_grpc, health), indent=2)
+        json.dumps(jaeger_config(otlp_grpc, otlp_http, query_http, query_grpc, health, ui_assets), indent=2)
     )
     proc = start("jaeger", [str(binary), "--config", str(config_path)], workdir / "logs")
     jaeger = Jaeger(proc, otlp_grpc, otlp_http, query_http, health, config_path, version)
