@@ -51,5 +51,7 @@ def scrape_until(
         if done(last):
             return last
         if time.monotonic() >= deadline:
-            raise AssertionError(f"the scrape did not reach the expected state within {timeout}s:\n{last.text}")
+            raise AssertionError(
+                f"the scrape did not reach the expected state within {timeout}s:\n{last.text}"
+            )
         time.sleep(0.05)

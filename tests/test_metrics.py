@@ -64,6 +64,8 @@ def started(funcd, tmp_path):
 
     def start(*args: str, workers: str = "2"):
         server = funcd(str(folder), "--max-body", "1KiB", *args, env={"TMPDIR": str(tmp)}, workers=workers)
+        # ready once one worker answers; wait until every worker has started
+        scrape_until(server.url, lambda s: s.total("funcd_cold_start_seconds_count") == int(workers))
         return server, tmp
 
     return start
@@ -101,7 +103,9 @@ def test_counts_from_both_workers_add_up_exactly(started, tmp_path):
 
     too_large = [requests.post(server.url + "/", data=b"x" * 2048, timeout=10) for _ in range(2)]
     bad_ce = [
-        requests.post(server.url + "/", data=b"{}", headers={"ce-specversion": "1.0", "ce-type": "t"}, timeout=10)
+        requests.post(
+            server.url + "/", data=b"{}", headers={"ce-specversion": "1.0", "ce-type": "t"}, timeout=10
+        )
         for _ in range(2)
     ]
     assert [r.status_code for r in too_large + bad_ce] == [413, 413, 400, 400]
