@@ -120,5 +120,14 @@ class LockedCollector:
 
     def collect(self) -> Iterable[Any]:
         with _locked(self.directory, fcntl.LOCK_SH):
-            files = glob.glob(os.path.join(self.directory, "*.db"))
+            files = [f for f in glob.glob(os.path.join(self.directory, "*.db")) if _has_data(f)]
             return list(MultiProcessCollector.merge(files, accumulate=True))
+
+
+def _has_data(path: str) -> bool:
+    """False for a file a starting worker has just created and not yet sized (prometheus_client
+    opens it, then extends it): it holds no sample, and reading it would fail the scrape."""
+    try:
+        return os.path.getsize(path) > 0
+    except FileNotFoundError:
+        return False
