@@ -112,7 +112,7 @@ class MetricsPlugin:
         self._in_flight.inc()
 
     def post_hook(self, invocation: Invocation, outcome: Outcome) -> None:
-        if invocation.state.pop(self.name, False):  # named in the post hooks only: no pre_hook ran
+        if invocation.state.pop(self.name, False):  # False when no pre_hook ran (post hooks only)
             self._in_flight.dec()
         trigger = invocation.event.trigger
         by_name = self._series.get(trigger.kind)
