@@ -67,7 +67,7 @@ def app(funcd, tmp_path, dapr_api):
         dapr_api.address,
         "--max-body",
         "4KiB",
-        env=dapr_api.env(),
+        env={**dapr_api.env(), "TMPDIR": str(tmp_path)},  # the metrics directory
         workers="2",
     )
     channel = grpc.insecure_channel(f"127.0.0.1:{dapr_port(server)}")
@@ -132,7 +132,8 @@ def test_acks_sends_and_refusals_are_counted(app, dapr_api):
 
 def test_http_app_protocol_deliveries_over_every_worker_add_up(funcd, tmp_path, dapr_api):
     folder = write_function(tmp_path / "f", FUNCTION, CONTEXT)
-    server = funcd(str(folder), "--app-protocol", "http", env=dapr_api.env(), workers="2")
+    env = {**dapr_api.env(), "TMPDIR": str(tmp_path)}  # the metrics directory
+    server = funcd(str(folder), "--app-protocol", "http", env=env, workers="2")
     scrape_until(server.url, lambda s: s.total("funcd_cold_start_seconds_count") == 2, path="/prom")
     headers = {"content-type": "application/cloudevents+json"}
     plan = ["ok"] * 60 + ["retry"] * 25 + ["drop"] * 15
