@@ -130,7 +130,8 @@ def funcd_spec(
     extra: list[str] | None = None,
     notes: str = "",
 ) -> ServerSpec:
-    argv = [str(VENV_BIN / "funcd"), "run", str(path.relative_to(ROOT)), "--port", "{port}"]
+    folder = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+    argv = [str(VENV_BIN / "funcd"), "run", str(folder), "--port", "{port}"]
     if threads is not None:
         argv += ["--threads", str(threads)]
     argv += extra or []

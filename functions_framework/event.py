@@ -20,6 +20,8 @@ _UNSET: Any = object()
 TriggerKind = Literal["http", "pubsub", "binding"]
 TRIGGER_KINDS: tuple[TriggerKind, ...] = ("http", "pubsub", "binding")
 TRACE_KEYS = ("traceparent", "tracestate", "baggage")
+ENVIRON_TRACE_KEYS = tuple((key, "HTTP_" + key.upper()) for key in TRACE_KEYS)
+"""The trace keys as WSGI environ names (``HTTP_TRACEPARENT``...)."""
 GRPC_TRACE_BIN = "grpc-trace-bin"
 """The gRPC metadata key of the binary (OpenCensus) trace context, which daprd sends with deliveries."""
 
@@ -213,6 +215,13 @@ class Event:
         ``traceparent`` before the envelope's, which is the span of the publish.
         """
         carrier: dict[str, str] = {}
+        if self._headers is None and self.environ is not None:  # an HTTP request: read only these keys
+            environ, extensions = self.environ, self.extensions
+            for key, name in ENVIRON_TRACE_KEYS:
+                value = environ.get(name) or extensions.get(key)
+                if value:
+                    carrier[key] = str(value)
+            return carrier
         headers = self.headers
         extensions = self.extensions
         if not headers.get("traceparent") and headers.get(GRPC_TRACE_BIN):

@@ -48,6 +48,7 @@ FLUSH_WAIT = 3.0
 """Seconds ``worker_stopping`` waits for the last spans to reach the collector."""
 _globals_lock = threading.Lock()
 _globals_installed = False
+_EMPTY = Context()
 
 
 @dataclass
@@ -173,6 +174,8 @@ class TracingPlugin:
     # -- calls ---------------------------------------------------------------------------------------
 
     def _parent(self, carrier: Mapping[str, str]) -> Context:
+        if not carrier and not self.config.baggage:
+            return _EMPTY  # nothing to extract: a root span
         parent = extract(self.propagator, carrier)
         for key, value in self.config.baggage.items():
             parent = baggage.set_baggage(key, value, parent)
@@ -182,9 +185,12 @@ class TracingPlugin:
         if not self.enabled:
             return
         event = invocation.event
-        name, kind, attrs = spans.invocation_span(event, invocation.execution_id)
+        name, kind = spans.invocation_name(event)
         parent = self._parent(event_carrier(event))
-        span = self.tracer.start_span(name, parent, kind, {**self.tags, **attrs})
+        # Sampled first: a span that is not recorded costs no attributes (the samplers read none).
+        span = self.tracer.start_span(name, parent, kind)
+        if span.is_recording():
+            span.set_attributes({**self.tags, **spans.invocation_attributes(event, invocation.execution_id)})
         ctx = otel_context.set_value(ENDPOINT_KEY, name, trace.set_span_in_context(span, parent))
         invocation.state[NAME] = CallSpan(span, ctx, otel_context.attach(ctx))
 
@@ -194,19 +200,24 @@ class TracingPlugin:
             return
         span = state.span
         try:
-            span.set_attribute("funcd.outcome", outcome.status.value)
+            if not span.is_recording():
+                return
+            attrs: dict[str, str | int] = {"funcd.outcome": outcome.status.value}
             if outcome.reply is not None:
-                span.set_attribute("funcd.reply", outcome.reply)
+                attrs["funcd.reply"] = outcome.reply
             server_error = False
             if isinstance(outcome.reply, int) and invocation.event.trigger.kind == "http":
-                span.set_attribute("http.response.status_code", outcome.reply)
+                attrs["http.response.status_code"] = outcome.reply
                 server_error = outcome.reply >= 500
-            if outcome.status in (CallStatus.ERROR, CallStatus.TIMEOUT) or server_error:
+            failed = outcome.status in (CallStatus.ERROR, CallStatus.TIMEOUT) or server_error
+            if failed:
                 if outcome.error is not None:
                     span.record_exception(outcome.error)
-                    span.set_attribute("error.type", type(outcome.error).__qualname__)
+                    attrs["error.type"] = type(outcome.error).__qualname__
                 elif server_error:
-                    span.set_attribute("error.type", str(outcome.reply))
+                    attrs["error.type"] = str(outcome.reply)
+            span.set_attributes(attrs)
+            if failed:
                 span.set_status(Status(StatusCode.ERROR, _describe(outcome)))
         finally:
             span.end()

@@ -24,8 +24,20 @@ Attributes = dict[str, Any]
 FAAS_TRIGGER = {"http": "http", "pubsub": "pubsub", "binding": "datasource"}
 
 
-def invocation_span(event: Event, execution_id: str) -> tuple[str, SpanKind, Attributes]:
-    """Name, kind and start attributes of an invocation's span."""
+def invocation_name(event: Event) -> tuple[str, SpanKind]:
+    """Name and kind of an invocation's span."""
+    if event.trigger.kind == "http":
+        return f"{event.method or 'GET'} {event.path or '/'}", SpanKind.SERVER
+    return f"{_destination(event)} process", SpanKind.CONSUMER
+
+
+def _destination(event: Event) -> str:
+    destination = event.topic if event.trigger.kind == "pubsub" else (event.binding or event.trigger.name)
+    return destination or event.trigger.name
+
+
+def invocation_attributes(event: Event, execution_id: str) -> Attributes:
+    """The start attributes of an invocation's span."""
     kind = event.trigger.kind
     attrs: Attributes = {"faas.trigger": FAAS_TRIGGER[kind], "faas.invocation_id": execution_id}
     if kind == "http":
@@ -38,9 +50,8 @@ def invocation_span(event: Event, execution_id: str) -> tuple[str, SpanKind, Att
         agent = event.headers.get("user-agent")
         if agent:
             attrs["user_agent.original"] = agent
-        return f"{method} {path}", SpanKind.SERVER, attrs
-    destination = event.topic if kind == "pubsub" else (event.binding or event.trigger.name)
-    destination = destination or event.trigger.name
+        return attrs
+    destination = _destination(event)
     attrs.update(
         {
             "messaging.system": "dapr",
@@ -53,7 +64,7 @@ def invocation_span(event: Event, execution_id: str) -> tuple[str, SpanKind, Att
         attrs["messaging.message.id"] = event.id
     if event.pubsub_name:
         attrs["funcd.dapr.pubsub"] = event.pubsub_name
-    return f"{destination} process", SpanKind.CONSUMER, attrs
+    return attrs
 
 
 def _server(event: Event) -> Attributes:
