@@ -346,5 +346,7 @@ def test_tracing_sampling_rate_reads_numbers_and_strings_and_round_trips() -> No
         assert ctx.tracing is not None and ctx.tracing.sampling_rate == expected, given
         assert parse_context(dump_context(ctx)) == ctx
     for bad in (1.5, -0.1, "most", True):
-        with pytest.raises(ContextError, match=r"tracing\.samplingRate: expected a sampling rate from 0 to 1"):
+        with pytest.raises(
+            ContextError, match=r"tracing\.samplingRate: expected a sampling rate from 0 to 1"
+        ):
             parse_context({"name": "f", "tracing": {"enabled": True, "samplingRate": bad}})
