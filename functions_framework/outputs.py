@@ -34,7 +34,8 @@ topic/operation or key, and the underlying error, which is chained as ``__cause_
 ``temporary`` when trying again may work (no sidecar yet, UNAVAILABLE, DEADLINE_EXCEEDED, ...).
 
 Before each call, the plugins' ``outbound`` hook may add Dapr metadata (publish and binding calls)
-and gRPC headers (every call), e.g. ``traceparent`` so that daprd continues the trace.
+and gRPC headers (every call), e.g. ``traceparent`` so that daprd continues the trace; once the call
+ended, ``call.done(error)`` runs what the plugins put in ``call.on_done`` (e.g. ending a client span).
 """
 
 from __future__ import annotations
@@ -196,21 +197,25 @@ class DaprOutputs:
         self.prepare(call)
         merged = call.metadata
         token = outbound_headers.set(call.headers)
+        error: BaseException | None = None
         try:
             client = self.client()
             if component.kind == "pubsub":
                 client.publish(component.component_name, component.topic, body, content_type, merged)
                 return None
             return client.invoke_binding(component.component_name, operation, body, merged)
-        except OutputError:
+        except OutputError as exc:
+            error = exc
             raise
         except Exception as exc:
-            raise OutputError(
+            error = OutputError(
                 f"send(output={component.name!r}): {action} failed: {_describe(exc)}",
                 temporary=_is_temporary(exc),
-            ) from exc
+            )
+            raise error from exc
         finally:
             outbound_headers.reset(token)
+            call.done(error)
 
     def state(self, name: str) -> DaprState:
         states = self.function.states
@@ -250,14 +255,18 @@ class DaprState:
             OutboundCall("state", self.store.name, self.store.component_name, op.split("(", 1)[0])
         )
         token = outbound_headers.set(call.headers)
+        error: BaseException | None = None
         try:
             return run(self._outputs.client())
-        except OutputError:
+        except OutputError as exc:
+            error = exc
             raise
         except Exception as exc:
-            raise self._fail(op, exc) from exc
+            error = self._fail(op, exc)
+            raise error from exc
         finally:
             outbound_headers.reset(token)
+            call.done(error)
 
     def get(self, key: str, default: Any = None) -> Any:
         """The value at ``key``, JSON-decoded when it is JSON; ``default`` when the key is absent."""

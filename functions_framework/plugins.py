@@ -16,6 +16,7 @@ HTTP status or the Dapr ack). Optional, detected by presence:
 - ``routes() -> Mapping[path, WSGI app]``: served on the HTTP port, also for async-only functions;
 - ``outbound(call: OutboundCall)``: add Dapr metadata or gRPC headers to ``context.send``/state calls;
 - on the factory (a classmethod or staticmethod), in the supervisor before workers start:
+  ``check(context)`` (raise ``PluginLoadError`` for bad settings: a start-up error, not a worker crash),
   ``supervisor_setup(settings)``, and ``worker_exited(pid)`` after a worker process ended.
 
 A hook that raises is logged with its plugin's name and never fails the call.
@@ -108,6 +109,16 @@ class OutboundCall:
     """gRPC metadata sent to the sidecar (e.g. ``traceparent``), lower-case names."""
     invocation: Invocation | None = None
     """The call in flight that made it, if any."""
+    on_done: list[Callable[[BaseException | None], None]] = field(default_factory=list)
+    """Called once the sidecar call ended, with its exception or None (e.g. to end a client span)."""
+
+    def done(self, error: BaseException | None) -> None:
+        """Run the ``on_done`` callbacks; one that raises is logged and the others still run."""
+        for callback in self.on_done:
+            try:
+                callback(error)
+            except Exception:
+                log.exception("an outbound on_done callback raised; going on")
 
 
 def _safe(plugin: Any, hook: str, *args: Any) -> Any:
@@ -204,6 +215,14 @@ def load_factories(context: FunctionContext, extra: Mapping[str, Any] | None = N
             out[name] = available[name].load()
         except Exception as exc:
             raise PluginLoadError(f"plugin {name!r} cannot be imported: {type(exc).__name__}: {exc}") from exc
+    for name, factory in out.items():
+        if callable(getattr(factory, "check", None)):
+            try:
+                factory.check(context)
+            except PluginLoadError as exc:
+                raise PluginLoadError(f"plugin {name!r}: {exc}") from None
+            except Exception as exc:
+                raise PluginLoadError(f"plugin {name!r}: check failed: {type(exc).__name__}: {exc}") from exc
     return out
 
 

@@ -1,18 +1,14 @@
-"""OpenTelemetry tracing for funcd functions (hook name ``tracing``). Under construction."""
+"""OpenTelemetry tracing for funcd functions (hook name ``tracing``).
+
+Modules: ``config`` (settings from the context and the ``OTEL_*`` environment), ``export`` (the
+TracerProvider and OTLP exporter), ``propagation`` and ``sw8`` (trace context in and out), ``spans``
+(names and attributes), ``plugin`` (the hooks).
+"""
 
 from __future__ import annotations
 
-from functions_framework import FunctionContext, Invocation, Outcome
+from .config import TracingConfig, from_sources
+from .plugin import TracingPlugin, active_span_ids
+from .sw8 import Sw8, Sw8Propagator
 
-
-class TracingPlugin:
-    name = "tracing"
-
-    def __init__(self, context: FunctionContext | None = None) -> None:
-        self.context = context
-
-    def pre_hook(self, invocation: Invocation) -> None:
-        raise NotImplementedError("the tracing plugin is being built")
-
-    def post_hook(self, invocation: Invocation, outcome: Outcome) -> None:
-        raise NotImplementedError("the tracing plugin is being built")
+__all__ = ["Sw8", "Sw8Propagator", "TracingConfig", "TracingPlugin", "active_span_ids", "from_sources"]
