@@ -6,9 +6,11 @@ runtime image (the tracing plugin inside), each with the daprd container the con
 (``dapr.mode: container``, the daprd image from ``make image``) and ``serving.tracing`` naming the
 session Jaeger's OTLP/gRPC port, relayed into the pod network. One HTTP request with a known
 ``traceparent`` goes to http-to-pubsub's pod; the test asserts that Jaeger returns that trace with
-spans of both functions (the Python SDK's processes) and of both daprds (service ``<fn>-<namespace>``),
-every span's parent in the trace (the root's is the request's), and the chain
-http-to-pubsub -> its daprd -> the consumer's daprd -> pubsub-consumer.
+spans of both functions (the Python SDK's processes, service ``<fn>``) and of both daprds (service
+``<fn>-<namespace>``), every span's parent in the trace (the root's is the request's), and the chain
+http-to-pubsub's call -> its publish -> its daprd's PublishEvent -> pubsub-consumer's call (and, beside
+it, the consumer's daprd's ``pubsub/<topic>`` delivery span: daprd 1.15 gives a gRPC app the
+CloudEvent's traceparent, not its own delivery span) -> the consumer's daprd's state and publish calls.
 """
 
 from __future__ import annotations
@@ -155,14 +157,17 @@ def test_an_http_function_and_a_consumer_in_real_pods_give_one_trace_in_jaeger(
         )
 
         def complete() -> list[Span]:
+            """The trace once Jaeger has every hop: both functions' spans, the publisher's daprd's
+            PublishEvent, the consumer's daprd's delivery and its PublishEvent of the result."""
             spans = jaeger_spans(jaeger, trace_id)
-            services = {(s.service, s.python) for s in spans}
-            daprds = {producer_app, consumer_app} <= {svc for svc, python in services if not python}
-            functions = [svc for svc, python in services if python]
-            both = any("http-to-pubsub" in f for f in functions) and any(
-                "pubsub-consumer" in f for f in functions
+            wanted = (
+                any(s.python and s.service == "http-to-pubsub" for s in spans),
+                any(s.python and s.service == "pubsub-consumer" for s in spans),
+                any(s.service == producer_app and s.operation.endswith("/PublishEvent") for s in spans),
+                any(s.service == consumer_app and s.operation == f"pubsub/orders-{tok}" for s in spans),
+                any(s.service == consumer_app and s.operation.endswith("/PublishEvent") for s in spans),
             )
-            return spans if daprds and both else []
+            return spans if all(wanted) else []
 
         try:
             spans = wait_until(
@@ -176,28 +181,38 @@ def test_an_http_function_and_a_consumer_in_real_pods_give_one_trace_in_jaeger(
         orphans = [s for s in spans if s.parent_id not in by_id and s.parent_id != client_span]
         assert not orphans, f"spans whose parent is not in the trace:\n{listing}"
         roots = [s for s in spans if s.parent_id == client_span]
-        assert roots and all(s.python and "http-to-pubsub" in s.service for s in roots), listing
+        assert roots and all(s.python and s.service == "http-to-pubsub" for s in roots), listing
 
-        # The consumer's handler span descends from its daprd's delivery, which descends from the
-        # publisher's daprd, which descends from http-to-pubsub's call.
-        handled = [s for s in spans if s.python and "pubsub-consumer" in s.service]
-        chains = [[a for a in ancestors(s, by_id)] for s in handled]
-
-        def order_of(chain: list[Span]) -> list[str]:
-            """The chain's hops, nearest first, by who reported them (repeats collapsed)."""
-            hops: list[str] = []
-            for a in chain:
+        # The chain through the broker: http-to-pubsub's publish -> its daprd's PublishEvent -> the
+        # consumer's delivery. daprd 1.15 hands the delivery to the app with the CloudEvent's
+        # traceparent (its publisher's span) and not its own ``pubsub/<topic>`` span over gRPC, so the
+        # consumer daprd's delivery span and the handler's span are siblings under that PublishEvent.
+        def hops(span: Span) -> list[str]:
+            """Who reported the span's ancestors, nearest first, repeats collapsed."""
+            out: list[str] = []
+            for a in ancestors(span, by_id):
                 hop = ("fn:" if a.python else "daprd:") + (
                     "consumer" if "pubsub-consumer" in a.service else "publisher"
                 )
-                if not hops or hops[-1] != hop:
-                    hops.append(hop)
-            return hops
+                if not out or out[-1] != hop:
+                    out.append(hop)
+            return out
 
-        expected = ["daprd:consumer", "daprd:publisher", "fn:publisher"]
-        assert any(order_of(c)[:3] == expected for c in chains), (
-            f"expected a pubsub-consumer span under {' <- '.join(expected)}; spans:\n{listing}"
-        )
+        handled = [s for s in spans if s.python and s.service == "pubsub-consumer"]
+        for span in handled:  # the handler's span, and its own children
+            outside = [h for h in hops(span) if h != "fn:consumer"]
+            assert outside == ["daprd:publisher", "fn:publisher"], f"{span}\n{listing}"
+        [publish] = [
+            s for s in spans if not s.python and s.service == producer_app and "PublishEvent" in s.operation
+        ]
+        assert by_id[publish.parent_id].python and "http-to-pubsub" in by_id[publish.parent_id].service
+        delivered = [s for s in spans if s.service == consumer_app and s.operation == f"pubsub/orders-{tok}"]
+        assert [s.parent_id for s in delivered] == [publish.span_id], listing
+        # The consumer's own calls to its daprd (state, the next publish) are children of its spans.
+        calls = [s for s in spans if s.service == consumer_app and s.operation.startswith("/dapr.proto")]
+        assert calls and all(
+            hops(s)[:3] == ["fn:consumer", "daprd:publisher", "fn:publisher"] for s in calls
+        ), listing
     except BaseException:
         print(describe(kubectl, ns, "http-to-pubsub"))
         print(describe(kubectl, ns, "pubsub-consumer"))
