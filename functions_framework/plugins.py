@@ -14,7 +14,8 @@ HTTP status or the Dapr ack). Optional, detected by presence:
 - ``worker_started(worker: WorkerInfo)`` / ``worker_stopping()``: per worker, after ``init_context`` and
   when it exits (flush exporters here);
 - ``routes() -> Mapping[path, WSGI app]``: served on the HTTP port, also for async-only functions;
-- ``outbound(call: OutboundCall)``: add Dapr metadata or gRPC headers to ``context.send``/state calls;
+- ``outbound(call: OutboundCall)``: add Dapr metadata or gRPC headers to ``context.send``/state calls,
+  and callbacks to ``call.on_done`` to learn how the call ended;
 - on the factory (a classmethod or staticmethod), in the supervisor before workers start:
   ``check(context)`` (raise ``PluginLoadError`` for bad settings: a start-up error, not a worker crash),
   ``supervisor_setup(settings)``, and ``worker_exited(pid)`` after a worker process ended.
@@ -110,15 +111,18 @@ class OutboundCall:
     invocation: Invocation | None = None
     """The call in flight that made it, if any."""
     on_done: list[Callable[[BaseException | None], None]] = field(default_factory=list)
-    """Called once the sidecar call ended, with its exception or None (e.g. to end a client span)."""
+    """Called once the sidecar call is over, with the ``OutputError`` it raised or ``None``; plugins
+    append to it in ``outbound`` (a send's outcome, a span's end). A raising callback is logged."""
 
     def done(self, error: BaseException | None) -> None:
-        """Run the ``on_done`` callbacks; one that raises is logged and the others still run."""
+        """Run the ``on_done`` callbacks (``outputs.py`` calls this after the call)."""
         for callback in self.on_done:
             try:
                 callback(error)
             except Exception:
-                log.exception("an outbound on_done callback raised; going on")
+                log.exception(
+                    "an on_done callback of the %s call to %r raised; going on", self.kind, self.name
+                )
 
 
 def _safe(plugin: Any, hook: str, *args: Any) -> Any:

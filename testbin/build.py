@@ -89,8 +89,9 @@ def build_go(recipe: stack.GoRecipe) -> None:
         ldflags = " ".join(["-s", "-w", *(f"-X {x}" for x in recipe.ldflags)])
         for binary, package in recipe.binaries.items():
             started = time.monotonic()
+            tags = ["-tags", ",".join(recipe.tags)] if recipe.tags else []
             run(
-                [go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(staging / binary), package],
+                [go, "build", "-trimpath", *tags, "-ldflags", ldflags, "-o", str(staging / binary), package],
                 module_dir,
                 env,
             )

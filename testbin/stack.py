@@ -66,6 +66,8 @@ class GoRecipe:
     images: dict[str, tuple[str, str]] = field(default_factory=dict)
     """OCI image archive file name -> (binary to pack as the image's entrypoint, image tag): a
     one-layer image made with umoci after the build (the node's local pod images)."""
+    tags: tuple[str, ...] = ()
+    """Go build tags (``go build -tags``), e.g. to leave out optional parts of an upstream command."""
     why: str = ""
     """Why this version: printed by ``build.py --list`` and in docs/test-stack.md."""
 
@@ -84,6 +86,8 @@ class GoRecipe:
         h.update(repr(sorted(self.data.items())).encode())
         if self.images:
             h.update(repr(sorted(self.images.items())).encode())
+        if self.tags:  # only when set, so that recipes without tags keep their digests
+            h.update(repr(self.tags).encode())
         return h.hexdigest()[:16]
 
     def is_built(self) -> bool:
@@ -225,6 +229,19 @@ RECIPES: dict[str, GoRecipe | AptRecipe] = {
             binaries={"jaeger": "github.com/jaegertracing/jaeger/cmd/jaeger"},
             ldflags=("github.com/jaegertracing/jaeger/internal/version.latestVersion=v2.13.0",),
             why="Jaeger v2 (Go module v1.76.0): in-memory storage, OTLP receivers, query API.",
+        ),
+        GoRecipe(
+            name="prometheus",
+            version="3.16.0",
+            module="prometheus",
+            binaries={"prometheus": "github.com/prometheus/prometheus/cmd/prometheus"},
+            ldflags=("github.com/prometheus/common/version.Version=3.16.0",),
+            tags=("remove_all_sd",),
+            why=(
+                "Prometheus 3.16.0 (Go module v0.316.0, the newest release the module proxy serves): "
+                "static and file scrape configs only (tag remove_all_sd leaves out the cloud service "
+                "discoveries); no embedded web UI, the query API is what the tests use."
+            ),
         ),
         AptRecipe(
             name="node-runtime",

@@ -1,18 +1,32 @@
-"""Prometheus metrics for funcd functions (hook name ``metrics``). Under construction."""
+"""Prometheus metrics for funcd functions: hook name ``metrics`` (``metrics.enabled`` turns it on).
+
+Served at ``metrics.path`` (default ``/metrics``) on the function's HTTP port, also for functions
+without an HTTP trigger. Every metric is labelled by ``function``:
+
+- ``funcd_invocations_total{function, trigger, outcome}``: ``trigger`` is ``http``,
+  ``pubsub:<input>`` or ``binding:<input>``; ``outcome`` the HTTP status or the Dapr ack;
+- ``funcd_invocation_duration_seconds{function, trigger}``: histogram, 1 ms to 60 s;
+- ``funcd_in_flight{function}``: gauge, summed over the live workers;
+- ``funcd_cold_start_seconds{function}``: histogram, one observation per worker process: from the
+  process's start (the kernel's start time: the worker's fork, or the exec of a single-process
+  server) to ``worker_started`` (plugins loaded, ``init_context`` done, about to serve);
+- ``funcd_rejected_total{function, reason}``: ``too_large``, ``bad_cloudevent``, ``invalid_delivery``;
+- ``funcd_output_sends_total{function, output, outcome}``: ``success``, ``temporary_error``,
+  ``permanent_error``.
+
+Worker processes share one prometheus_client multiprocess directory (``multiprocess.py``).
+"""
 
 from __future__ import annotations
 
-from functions_framework import FunctionContext, Invocation, Outcome
+from .families import COLD_START_BUCKETS, DURATION_BUCKETS, Families
+from .plugin import MetricsPlugin, process_age, trigger_label
 
-
-class MetricsPlugin:
-    name = "metrics"
-
-    def __init__(self, context: FunctionContext | None = None) -> None:
-        self.context = context
-
-    def pre_hook(self, invocation: Invocation) -> None:
-        raise NotImplementedError("the metrics plugin is being built")
-
-    def post_hook(self, invocation: Invocation, outcome: Outcome) -> None:
-        raise NotImplementedError("the metrics plugin is being built")
+__all__ = [
+    "COLD_START_BUCKETS",
+    "DURATION_BUCKETS",
+    "Families",
+    "MetricsPlugin",
+    "process_age",
+    "trigger_label",
+]

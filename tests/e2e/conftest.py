@@ -25,6 +25,8 @@ Fixtures (scope, what they give):
                               .pid .log_path; in a netns on the node's bridge; external.metrics.k8s.io
                               is Available, the HPA scales 1 -> N
     jaeger          session   Jaeger: .otlp_http_url .otlp_grpc_endpoint .query_url .pid .log_path
+    prometheus      function  PrometheusFactory: prometheus(targets, metrics_path=..., scrape_interval=...)
+                              -> Prometheus: .url .query(promql, at) .value(promql, at) .wait_target_up()
     crds            session   {"dapr": Path, "keda": Path}: upstream CRD directories at the pinned versions
     testbin         session   the testbin/stack.py module (versions, binary paths)
     funcd_crd, dapr_crds, controller   module   see stack_funcd_controller.py
@@ -47,6 +49,7 @@ from tests.e2e.stack_jaeger import Jaeger, start_jaeger
 from tests.e2e.stack_keda_adapter import KedaMetricsAdapter, start_keda_adapter
 from tests.e2e.stack_kube import KedaOperator, KubeAPIServer, Kubectl, start_keda, start_kube_apiserver
 from tests.e2e.stack_node import PAUSE_IMAGE, PROBE_IMAGE, Node, start_node
+from tests.e2e.stack_prometheus import prometheus  # noqa: F401 (fixture)
 from tests.e2e.stack_redis import RedisServer, start_redis
 from tests.support import testbin_stack
 

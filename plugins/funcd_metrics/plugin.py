@@ -1,0 +1,178 @@
+"""``MetricsPlugin``: the hooks that count, and the route that serves the counts."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Any, ClassVar, get_args
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+
+from functions_framework import FunctionContext, Invocation, Outcome
+from functions_framework.plugins import OutboundCall, Rejected, RejectReason, WorkerInfo, WsgiApp
+
+from .families import Families
+from .multiprocess import LockedCollector, create_directory, retire_worker, use_directory
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from functions_framework.event import Trigger
+    from functions_framework.settings import Settings
+
+log = logging.getLogger("funcd_metrics")
+
+DEFAULT_PATH = "/metrics"
+SEND_OUTCOMES = ("success", "temporary_error", "permanent_error")
+
+
+def trigger_label(trigger: Trigger) -> str:
+    """``http``, or ``pubsub:<input>`` / ``binding:<input>``: one value per declared trigger."""
+    return "http" if trigger.kind == "http" else f"{trigger.kind}:{trigger.name}"
+
+
+def process_age() -> float | None:
+    """Seconds since this process started as the kernel records it (``/proc/self/stat`` field 22,
+    in clock ticks since boot: 10 ms resolution), or ``None`` where there is no ``/proc``."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            stat = f.read()
+        after_name = stat[stat.rindex(b")") + 2 :].split()  # fields 3.. (the name may hold spaces)
+        started = int(after_name[19]) / os.sysconf("SC_CLK_TCK")
+        return max(0.0, time.clock_gettime(time.CLOCK_BOOTTIME) - started)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+class _TriggerSeries:
+    """The label children of one trigger, resolved once: the duration histogram and a counter per
+    reply, so that a call looks them up in dicts and allocates nothing."""
+
+    __slots__ = ("duration", "label", "outcomes", "plugin")
+
+    def __init__(self, plugin: MetricsPlugin, trigger: Trigger) -> None:
+        self.plugin = plugin
+        self.label = trigger_label(trigger)
+        self.duration = plugin.families.duration.labels(plugin.function, self.label)
+        self.outcomes: dict[int | str | None, Any] = {}
+
+    def outcome(self, reply: int | str | None) -> Any:
+        child = self.plugin.families.invocations.labels(self.plugin.function, self.label, str(reply))
+        self.outcomes[reply] = child
+        return child
+
+
+class MetricsPlugin:
+    """Prometheus metrics of one function (hook name ``metrics``); one instance per worker.
+
+    Under ``funcd run`` the supervisor first calls ``supervisor_setup``, and every worker writes its
+    samples to the supervisor's multiprocess directory; a scrape of any worker sums all of them.
+    Without a supervisor (an embedding, a unit test) the plugin counts in its own registry.
+    """
+
+    name = "metrics"
+    directory: ClassVar[str | None] = None
+    """The multiprocess directory ``supervisor_setup`` made in this process or its parent."""
+
+    def __init__(self, context: FunctionContext | None = None) -> None:
+        self.context = context or FunctionContext()
+        self.function = self.context.name
+        self.path = self.context.metrics.path if self.context.metrics is not None else DEFAULT_PATH
+        directory = type(self).directory
+        if directory is not None:
+            use_directory()
+            self.registry = CollectorRegistry(auto_describe=False)
+            self.registry.register(LockedCollector(directory))  # type: ignore[arg-type]
+            self.families = Families.create(None)
+        else:
+            self.registry = CollectorRegistry()
+            self.families = Families.create(self.registry)
+        self.created = time.monotonic()
+        self._in_flight = self.families.in_flight.labels(self.function)
+        self._series: dict[str, dict[str, _TriggerSeries]] = {"http": {}, "pubsub": {}, "binding": {}}
+        self._rejected = {
+            reason: self.families.rejected.labels(self.function, reason) for reason in get_args(RejectReason)
+        }
+        self._send_callbacks: dict[str, Callable[[BaseException | None], None]] = {}
+
+    # ------------------------------------------------------------------ per call
+
+    def pre_hook(self, invocation: Invocation) -> None:
+        self._in_flight.inc()
+
+    def post_hook(self, invocation: Invocation, outcome: Outcome) -> None:
+        self._in_flight.dec()
+        trigger = invocation.event.trigger
+        by_name = self._series.get(trigger.kind)
+        series = by_name.get(trigger.name) if by_name is not None else None
+        if series is None:
+            series = _TriggerSeries(self, trigger)
+            self._series.setdefault(trigger.kind, {})[trigger.name] = series
+        series.duration.observe(outcome.duration)
+        reply = outcome.reply
+        counter = series.outcomes.get(reply)
+        if counter is None:
+            counter = series.outcome(reply)
+        counter.inc()
+
+    def rejected(self, request: Rejected) -> None:
+        child = self._rejected.get(request.reason)
+        if child is None:
+            child = self._rejected[request.reason] = self.families.rejected.labels(
+                self.function, request.reason
+            )
+        child.inc()
+
+    def outbound(self, call: OutboundCall) -> None:
+        if call.kind == "state":
+            return  # state calls are not sends
+        callback = self._send_callbacks.get(call.name)
+        if callback is None:
+            callback = self._send_callbacks[call.name] = self._send_counter(call.name)
+        call.on_done.append(callback)
+
+    def _send_counter(self, output: str) -> Callable[[BaseException | None], None]:
+        success, temporary, permanent = (
+            self.families.output_sends.labels(self.function, output, outcome) for outcome in SEND_OUTCOMES
+        )
+
+        def done(error: BaseException | None) -> None:
+            if error is None:
+                success.inc()
+            elif getattr(error, "temporary", False):
+                temporary.inc()
+            else:
+                permanent.inc()
+
+        return done
+
+    # ------------------------------------------------------------------ per worker
+
+    def worker_started(self, worker: WorkerInfo) -> None:
+        age = process_age()
+        if age is None:  # no /proc: from the plugin's construction, early in the worker
+            age = time.monotonic() - self.created
+        self.families.cold_start.labels(self.function).observe(age)
+
+    def routes(self) -> Mapping[str, WsgiApp]:
+        return {self.path: make_wsgi_app(self.registry)}
+
+    # ------------------------------------------------------------------ in the supervisor
+
+    @classmethod
+    def supervisor_setup(cls, settings: Settings) -> None:
+        """Create the private multiprocess directory before the workers fork.
+
+        This sets ``PROMETHEUS_MULTIPROC_DIR`` (funcd's settings otherwise never travel through the
+        environment): prometheus_client reads it itself, in each worker, to write its values to
+        files there, and setting it before the fork is how its multiprocess mode is meant to be used.
+        """
+        cls.directory = create_directory()
+        log.info("metrics: worker processes write their samples to %s", cls.directory)
+
+    @classmethod
+    def worker_exited(cls, pid: int) -> None:
+        """Fold the exited worker's counts into the directory's archive and remove its files."""
+        if cls.directory is not None:
+            retire_worker(cls.directory, pid)

@@ -1,0 +1,130 @@
+"""The metrics plugin on a function without an HTTP trigger: deliveries over the AppCallback gRPC
+API (official stubs, as daprd calls it), outputs to the Dapr API protocol fake, and the counts on
+the HTTP port's metrics path, whichever worker answers the scrape."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+import pytest
+import requests
+from dapr.proto import appcallback_service_v1, appcallback_v1
+
+from tests.metrics_support import scrape, scrape_until
+from tests.support import write_function
+from tests.test_dapr_runtime import DROP, RETRY, SUCCESS, dapr_port
+
+FUNCTION = """
+import functions_framework as ff
+
+def handler(context, event):
+    data = event.data
+    action = data.get("action") if isinstance(data, dict) else None
+    if action == "retry":
+        raise ff.Retry()
+    if action == "drop":
+        raise ff.Drop()
+    if action == "send":
+        context.send(data, output="next")
+    return None
+"""
+
+CONTEXT = """
+name: async-counted
+metrics: {enabled: true, path: /prom}
+triggers:
+  dapr:
+    - {name: msg, type: pubsub.redis, topic: orders}
+    - {name: cron, type: bindings.cron}
+outputs:
+  next: {componentName: msg, componentType: pubsub.redis, topic: processed}
+"""
+
+
+def topic_event(data, content_type="application/json"):
+    body = data if isinstance(data, bytes) else json.dumps(data).encode()
+    return appcallback_v1.TopicEventRequest(
+        id="e",
+        source="tests",
+        type="t",
+        spec_version="1.0",
+        data_content_type=content_type,
+        data=body,
+        topic="orders",
+        pubsub_name="msg",
+    )
+
+
+@pytest.fixture
+def app(funcd, tmp_path, dapr_api):
+    folder = write_function(tmp_path / "f", FUNCTION, CONTEXT)
+    server = funcd(
+        str(folder),
+        "--dapr-port",
+        "0",
+        "--dapr-address",
+        dapr_api.address,
+        "--max-body",
+        "4KiB",
+        env=dapr_api.env(),
+        workers="2",
+    )
+    channel = grpc.insecure_channel(f"127.0.0.1:{dapr_port(server)}")
+    grpc.channel_ready_future(channel).result(timeout=10)
+    yield server, appcallback_service_v1.AppCallbackStub(channel)
+    channel.close()
+
+
+def test_acks_sends_and_refusals_are_counted(app, dapr_api):
+    server, stub = app
+    scrape_until(server.url, lambda s: s.total("funcd_cold_start_seconds_count") == 2, path="/prom")
+    assert requests.get(server.url + "/healthz", timeout=5).status_code == 200
+    assert requests.get(server.url + "/readyz", timeout=5).status_code == 200
+    assert requests.get(server.url + "/metrics", timeout=5).status_code == 404  # the path is /prom
+
+    expected = {SUCCESS: 0, RETRY: 0, DROP: 0}
+
+    def deliver(data, ack, content_type="application/json"):
+        assert stub.OnTopicEvent(topic_event(data, content_type)).status == ack
+        expected[ack] += 1
+
+    for _ in range(5):
+        deliver({"n": 1}, SUCCESS)
+    for _ in range(3):
+        deliver({"action": "retry"}, RETRY)
+    for _ in range(2):
+        deliver({"action": "drop"}, DROP)
+    for _ in range(2):
+        deliver({"action": "send"}, SUCCESS)
+    dapr_api.fail_next("PublishEvent", grpc.StatusCode.UNAVAILABLE)  # temporary: RETRY
+    deliver({"action": "send"}, RETRY)
+    dapr_api.fail_next("PublishEvent", grpc.StatusCode.INVALID_ARGUMENT)  # permanent: DROP
+    deliver({"action": "send"}, DROP)
+    deliver(b"{not json", DROP)  # the handler reads event.data: an invocation answered DROP
+    assert stub.OnTopicEvent(topic_event(b"x" * 5000, "application/octet-stream")).status == DROP  # refused
+    stub.OnBindingEvent(appcallback_v1.BindingEventRequest(name="cron", data=b""))
+    assert len(dapr_api.published) == 2
+
+    scrapes = [scrape(server.url, "/prom") for _ in range(10)]  # from the HTTP port, any worker
+    assert all(s.samples == scrapes[0].samples for s in scrapes), "scrapes of the workers differ"
+    s = scrapes[0]
+    fn = ("function", "async-counted")
+    names = {SUCCESS: "SUCCESS", RETRY: "RETRY", DROP: "DROP"}
+    assert expected == {SUCCESS: 7, RETRY: 4, DROP: 4}
+    assert s.series("funcd_invocations_total") == {
+        **{(fn, ("outcome", names[a]), ("trigger", "pubsub:msg")): float(n) for a, n in expected.items()},
+        (fn, ("outcome", "SUCCESS"), ("trigger", "binding:cron")): 1.0,
+    }, s.text
+    assert s.total("funcd_invocation_duration_seconds_count", trigger="pubsub:msg") == 15
+    assert s.total("funcd_invocation_duration_seconds_count", trigger="binding:cron") == 1
+    assert s.total("funcd_rejected_total", reason="too_large") == 1
+    assert s.total("funcd_rejected_total", reason="invalid_delivery") == 0
+    sends = s.series("funcd_output_sends_total")
+    assert sends == {
+        (fn, ("outcome", "permanent_error"), ("output", "next")): 1.0,
+        (fn, ("outcome", "success"), ("output", "next")): 2.0,
+        (fn, ("outcome", "temporary_error"), ("output", "next")): 1.0,
+    }, s.text
+    assert s.total("funcd_in_flight") == 0
+    assert s.total("funcd_cold_start_seconds_count") == 2
