@@ -52,13 +52,18 @@ def start_rendered_daprd(fn: dict[str, Any], tmp_path: Path) -> tuple[Proc, str]
         (config if key == "config.yaml" else components).joinpath(key).write_text(text)
     [daprd] = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "daprd"]
     args = list(daprd["args"])
-    http_port = free_port()
+    ports: list[int] = []
+    while len(ports) < 3:  # a released port may come back from the next free_port()
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    http_port, grpc_port, metrics_port = ports
     moved = {
         "--resources-path": str(components),
         "--config": str(config / "config.yaml"),
         "--dapr-http-port": str(http_port),
-        "--dapr-grpc-port": str(free_port()),
-        "--metrics-port": str(free_port()),
+        "--dapr-grpc-port": str(grpc_port),
+        "--metrics-port": str(metrics_port),
     }
     for flag, value in moved.items():
         args[args.index(flag) + 1] = value
