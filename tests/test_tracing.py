@@ -11,9 +11,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
 import grpc
+import httpx
 import pytest
 import requests
 from dapr.proto import appcallback_v1
+from funcd_tracing import release_globals
 from google.protobuf import struct_pb2
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
@@ -280,6 +282,22 @@ def test_a_refused_request_gets_an_error_span_with_its_parent():
         t.close()
 
 
+def test_a_refused_delivery_gets_an_error_span_with_its_parent():
+    t = traced(lambda context, event: None, CONTEXT, max_body=16)
+    try:
+        stub = t.appcallback()
+        request = topic_request("big-1", {})
+        request.data = b"x" * 100
+        reply = stub.OnTopicEvent(request, metadata=(("traceparent", TRACEPARENT),))
+        assert reply.status == appcallback_v1.TopicEventResponse.DROP
+        span = t.span("orders process")
+        assert hex_trace(span) == TRACE_ID and span.status.status_code is StatusCode.ERROR
+        assert span.attributes["funcd.rejected.reason"] == "too_large"
+        assert span.attributes["funcd.reply"] == "DROP"
+    finally:
+        t.close()
+
+
 class _Recorder(BaseHTTPRequestHandler):
     seen: list[dict[str, str]] = []
 
@@ -292,21 +310,35 @@ class _Recorder(BaseHTTPRequestHandler):
         pass
 
 
-def test_requests_made_in_a_handler_join_the_trace():
+@pytest.mark.parametrize("client", ["requests", "httpx", "httpx-async"])
+def test_http_calls_made_in_a_handler_join_the_trace(client):
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/downstream"
 
-    def handler(context, event):
-        return str(requests.get(url, timeout=5).status_code)
+    if client == "requests":
 
-    t = traced(handler, CONTEXT)
+        def handler(context, event):
+            return str(requests.get(url, timeout=5).status_code)
+    elif client == "httpx":
+
+        def handler(context, event):
+            with httpx.Client() as http:
+                return str(http.get(url, timeout=5).status_code)
+    else:
+
+        async def handler(context, event):
+            async with httpx.AsyncClient() as http:
+                return str((await http.get(url, timeout=5)).status_code)
+
+    t = traced(handler, CONTEXT, install_globals=True)
     try:
         assert t.client.get("/", headers={"traceparent": TRACEPARENT}).status_code == 200
         inbound = _Recorder.seen[-1]
         assert inbound["traceparent"].split("-")[1] == TRACE_ID == hex_trace(t.span("GET /"))
         assert "tenant=acme" in inbound["baggage"]
     finally:
+        release_globals()
         t.close()
         server.shutdown()
         server.server_close()
@@ -321,7 +353,7 @@ def test_log_lines_carry_the_active_span_ids():
         context.logger.warning("inside")
         return "ok"
 
-    t = traced(handler, CONTEXT)
+    t = traced(handler, CONTEXT, install_globals=True)
     logger = logging.getLogger("function.traced")
     keep = Keep()
     logger.addHandler(keep)
@@ -336,7 +368,18 @@ def test_log_lines_carry_the_active_span_ids():
         outside = json.loads(formatter.format(logging.LogRecord("x", 20, "", 0, "after", (), None)))
         assert "trace_id" not in outside and "span_id" not in outside
     finally:
+        release_globals()
         logger.removeHandler(keep)
+        t.close()
+
+
+def test_the_sampler_setting_applies():
+    t = traced(lambda context, event: seen_span(), CONTEXT, environ={"OTEL_TRACES_SAMPLER": "always_off"})
+    try:
+        r = t.client.get("/", headers={"traceparent": TRACEPARENT})
+        assert r.status_code == 200 and t.spans() == []
+        assert r.json["trace"] == TRACE_ID  # not recorded, still propagated
+    finally:
         t.close()
 
 

@@ -3,8 +3,10 @@ hung collector changes nothing for callers, and workers still exit in bounded ti
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
@@ -109,3 +111,41 @@ def test_a_dead_collector_changes_nothing_for_callers(funcd, tmp_path, collector
     finally:
         if collector_kind == "never-answers":
             silent.stop()
+
+
+CALLER = """
+import requests
+
+def handler(context, event):
+    r = requests.get(event.headers["x-downstream"], timeout=5)
+    return {"downstream": r.status_code}
+"""
+
+
+def test_a_worker_instruments_requests_so_calls_join_the_trace(funcd, tmp_path, collector):
+    seen: list[dict[str, str]] = []
+
+    class Recorder(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append({k.lower(): v for k, v in self.headers.items()})
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    downstream = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=downstream.serve_forever, daemon=True).start()
+    try:
+        folder = write_function(tmp_path / "f", CALLER, function_yaml(collector.grpc_endpoint))
+        server = funcd(str(folder), env=ENV)
+        url = f"http://127.0.0.1:{downstream.server_address[1]}/x"
+        r = requests.get(server.url + "/call", headers={"traceparent": TRACEPARENT, "x-downstream": url})
+        assert r.json() == {"downstream": 204}
+        assert seen[-1]["traceparent"].split("-")[1] == TRACE_ID
+        _, root, _ = collector.wait_for(lambda s: s.name == "GET /call")
+        _, client, _ = collector.wait_for(lambda s: s.name == "GET" and s.parent_span_id == root.span_id)
+        assert seen[-1]["traceparent"].split("-")[2] == client.span_id.hex()
+    finally:
+        downstream.shutdown()
+        downstream.server_close()

@@ -84,11 +84,19 @@ def traced(
     dapr_address: str | None = None,
     timeout: float | None = None,
     max_body: int = 1024 * 1024,
+    install_globals: bool = False,
 ) -> Traced:
+    """``install_globals``: as in a worker, also install the global propagator, the requests/httpx
+    instrumentation and the log ids (undo with ``funcd_tracing.release_globals()``)."""
     ctx = parse_context_text(context, "test") if isinstance(context, str) else context
     loaded, _ = load(handler)
     exporter = InMemorySpanExporter()
-    plugin = TracingPlugin(ctx, environ=environ or {}, span_processor=SimpleSpanProcessor(exporter))
+    plugin = TracingPlugin(
+        ctx,
+        environ=environ or {},
+        span_processor=SimpleSpanProcessor(exporter),
+        install_globals=install_globals,
+    )
     hooks = Hooks(pre=(plugin,), post=(plugin,), plugins=(plugin,))
     settings = Settings(
         workers=1,

@@ -8,7 +8,15 @@ TracerProvider and OTLP exporter), ``propagation`` and ``sw8`` (trace context in
 from __future__ import annotations
 
 from .config import TracingConfig, from_sources
-from .plugin import TracingPlugin, active_span_ids
+from .plugin import TracingPlugin, active_span_ids, release_globals
 from .sw8 import Sw8, Sw8Propagator
 
-__all__ = ["Sw8", "Sw8Propagator", "TracingConfig", "TracingPlugin", "active_span_ids", "from_sources"]
+__all__ = [
+    "Sw8",
+    "Sw8Propagator",
+    "TracingConfig",
+    "TracingPlugin",
+    "active_span_ids",
+    "from_sources",
+    "release_globals",
+]

@@ -1,9 +1,10 @@
 """The tracing plugin's settings, from the FunctionContext and the standard ``OTEL_*`` variables.
 
 ``from_sources(context, environ)`` is the ONE place where the plugin reads the environment: the
-plugin (its factory, and its start-up ``check``) calls it with ``os.environ`` (``plugin._environment``). This departs, on purpose and only here, from the house
-rule that only ``functions_framework/cli.py`` reads ``os.environ``: the OpenTelemetry variables are a
-standard interface operators set on pods, and they belong to the tracing plugin, not to the runtime.
+plugin (its factory, and its start-up ``check``) calls it with ``os.environ``
+(``plugin._environment``). This departs, on purpose and only here, from the house rule that only
+``functions_framework/cli.py`` reads ``os.environ``: the OpenTelemetry variables are a standard
+interface operators set on pods, and they belong to the tracing plugin, not to the runtime.
 The environment overrides the context.
 
 Read from the environment:

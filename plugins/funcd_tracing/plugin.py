@@ -75,6 +75,28 @@ def active_span_ids() -> tuple[str, str] | None:
     return trace.format_trace_id(span_context.trace_id), trace.format_span_id(span_context.span_id)
 
 
+def release_globals() -> None:
+    """Undo what the first plugin of a process installed, where OpenTelemetry allows it: the
+    ``requests``/``httpx`` instrumentation and the log ids (for tests and embedders; the global
+    TracerProvider stays, as OpenTelemetry sets it once)."""
+    global _globals_installed
+    with _globals_lock:
+        _globals_installed = False
+    logs.set_span_ids(None)
+    try:
+        from opentelemetry.instrumentation.requests import RequestsInstrumentor
+
+        RequestsInstrumentor().uninstrument()
+    except ImportError:
+        pass
+    try:
+        from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+        HTTPXClientInstrumentor().uninstrument()
+    except ImportError:
+        pass
+
+
 def instrument_http_clients(provider: TracerProvider) -> list[str]:
     """Instrument ``requests`` and ``httpx`` when their OpenTelemetry instrumentations are installed."""
     done: list[str] = []
@@ -85,6 +107,8 @@ def instrument_http_clients(provider: TracerProvider) -> list[str]:
         done.append("requests")
     except ImportError:
         pass
+    except Exception as exc:  # a broken instrumentation must not stop the worker
+        log.warning("tracing: requests not instrumented: %s: %s", type(exc).__name__, exc)
     try:
         from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
@@ -92,6 +116,8 @@ def instrument_http_clients(provider: TracerProvider) -> list[str]:
         done.append("httpx")
     except ImportError:
         pass
+    except Exception as exc:
+        log.warning("tracing: httpx not instrumented: %s: %s", type(exc).__name__, exc)
     return done
 
 
@@ -136,7 +162,8 @@ class TracingPlugin:
             if _globals_installed:
                 return
             _globals_installed = True
-        trace.set_tracer_provider(self.provider)
+        if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):  # settable once only
+            trace.set_tracer_provider(self.provider)
         set_global_textmap(self.propagator)
         logs.set_span_ids(active_span_ids)
         instrumented = instrument_http_clients(self.provider)
@@ -218,6 +245,15 @@ class TracingPlugin:
     # -- worker --------------------------------------------------------------------------------------
 
     def worker_started(self, worker: WorkerInfo) -> None:
+        tracing = self.context.tracing
+        exporter = tracing.exporter.name if tracing and tracing.exporter else ""
+        if self.enabled and exporter not in ("", "otlp", "jaeger"):
+            log.warning(
+                "tracing.provider.exporter.name is %r: the runtime exports OTLP only (to %s); "
+                "the name applies to the Dapr sidecar's configuration",
+                exporter,
+                self.config.endpoint,
+            )
         if self.enabled:
             log.debug(
                 "tracing: exporting to %s over %s as %r",
