@@ -187,3 +187,19 @@ def test_single_process_server(started):
     assert s.total("funcd_cold_start_seconds_count") == 1
     assert server.stop() == 0
     assert metrics_dirs(tmp) == []
+
+
+def test_a_killed_supervisors_directory_goes_at_the_next_start_and_a_live_one_stays(started):
+    first, tmp = started()
+    [abandoned] = metrics_dirs(tmp)
+    first.kill()  # SIGKILL: no clean-up of its own
+    assert abandoned.exists()
+    second, _ = started()
+    assert not abandoned.exists(), "the next start left the abandoned directory"
+    [live] = metrics_dirs(tmp)
+    third, _ = started()  # starts while the second serves: the second's directory is in use
+    assert live.exists() and len(metrics_dirs(tmp)) == 2
+    assert post(second.url, {"kind": "ok"}).status_code == 200
+    assert scrape(second.url).total("funcd_invocations_total") == 1
+    assert second.stop() == 0 and third.stop() == 0
+    assert metrics_dirs(tmp) == []

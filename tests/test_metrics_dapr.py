@@ -67,7 +67,7 @@ def app(funcd, tmp_path, dapr_api):
         dapr_api.address,
         "--max-body",
         "4KiB",
-        env=dapr_api.env(),
+        env={**dapr_api.env(), "TMPDIR": str(tmp_path)},  # the metrics directory
         workers="2",
     )
     channel = grpc.insecure_channel(f"127.0.0.1:{dapr_port(server)}")
@@ -128,3 +128,32 @@ def test_acks_sends_and_refusals_are_counted(app, dapr_api):
     }, s.text
     assert s.total("funcd_in_flight") == 0
     assert s.total("funcd_cold_start_seconds_count") == 2
+
+
+def test_http_app_protocol_deliveries_over_every_worker_add_up(funcd, tmp_path, dapr_api):
+    folder = write_function(tmp_path / "f", FUNCTION, CONTEXT)
+    env = {**dapr_api.env(), "TMPDIR": str(tmp_path)}  # the metrics directory
+    server = funcd(str(folder), "--app-protocol", "http", env=env, workers="2")
+    scrape_until(server.url, lambda s: s.total("funcd_cold_start_seconds_count") == 2, path="/prom")
+    headers = {"content-type": "application/cloudevents+json"}
+    plan = ["ok"] * 60 + ["retry"] * 25 + ["drop"] * 15
+    acks = {"ok": "SUCCESS", "retry": "RETRY", "drop": "DROP"}
+    for i, action in enumerate(plan):  # a new connection each: daprd's pool spreads over the workers
+        ce = {"specversion": "1.0", "id": f"h{i}", "source": "s", "type": "t", "topic": "orders"}
+        ce |= {"pubsubname": "msg", "datacontenttype": "application/json", "data": {"action": action}}
+        r = requests.post(server.url + "/dapr/topics/msg", data=json.dumps(ce), headers=headers, timeout=10)
+        assert r.json() == {"status": acks[action]}
+    for _ in range(2):  # not a CloudEvent: refused before the handler
+        r = requests.post(server.url + "/dapr/topics/msg", data=b"{oops", headers=headers, timeout=10)
+        assert r.json() == {"status": "DROP"}
+
+    s = scrape(server.url, "/prom")
+    fn, trigger = ("function", "async-counted"), ("trigger", "pubsub:msg")
+    assert s.series("funcd_invocations_total") == {
+        (fn, ("outcome", "SUCCESS"), trigger): 60.0,
+        (fn, ("outcome", "RETRY"), trigger): 25.0,
+        (fn, ("outcome", "DROP"), trigger): 15.0,
+    }, s.text
+    assert s.total("funcd_invocation_duration_seconds_count", trigger="pubsub:msg") == 100
+    assert s.total("funcd_rejected_total", reason="invalid_delivery") == 2
+    assert s.total("funcd_in_flight") == 0

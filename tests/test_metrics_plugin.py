@@ -24,7 +24,7 @@ from functions_framework.invocation import Invoker
 from functions_framework.model import Component, StateStore
 from functions_framework.model.context import Metrics
 from functions_framework.outputs import DaprOutputs
-from functions_framework.plugins import Hooks, OutboundCall, WorkerInfo
+from functions_framework.plugins import Hooks, OutboundCall, WorkerInfo, load_plugins
 from functions_framework.runtime.http import HttpApp
 from functions_framework.runtime.lifecycle import Lifecycle
 from functions_framework.runtime_context import RuntimeContext
@@ -46,17 +46,22 @@ def handler(context, event):
     return "ok"
 
 
+def in_process(context: FunctionContext) -> tuple[Client, MetricsPlugin]:
+    """The function's WSGI app with the plugins the context names, built as a worker builds them."""
+    hooks = load_plugins(context, extra={"metrics": MetricsPlugin})
+    [plugin] = hooks.plugins
+    loaded, _ = load(handler)
+    invoker = Invoker(loaded.adapter, RuntimeContext(context), hooks)
+    app = HttpApp(invoker, Settings(max_body=100), Lifecycle(), routes=hooks.routes())
+    return Client(app), plugin
+
+
 def test_without_a_supervisor_the_plugin_counts_in_its_own_registry():
     assert MetricsPlugin.directory is None  # no supervisor_setup in this process
     context = FunctionContext(name="solo", metrics=Metrics(enabled=True, path="/m"))
-    plugin = MetricsPlugin(context)
-    MetricsPlugin(context)  # a second instance: registries are per instance, no clash
-    loaded, _ = load(handler)
-    hooks = Hooks(pre=(plugin,), post=(plugin,), plugins=(plugin,))
-    invoker = Invoker(loaded.adapter, RuntimeContext(context), hooks)
-    app = HttpApp(invoker, Settings(max_body=100), Lifecycle(), routes=hooks.routes())
+    MetricsPlugin(context)  # another instance: registries are per instance, no clash
+    client, plugin = in_process(context)
     plugin.worker_started(WorkerInfo(os.getpid(), context, Settings()))
-    client = Client(app)
     for _ in range(3):
         assert client.post("/", json={}).status_code == 200
     assert client.post("/", json={"fail": True}).status_code == 500
@@ -70,6 +75,23 @@ def test_without_a_supervisor_the_plugin_counts_in_its_own_registry():
     assert s[("funcd_rejected_total", (fn, ("reason", "too_large")))] == 1
     assert s[("funcd_in_flight", (fn,))] == 0
     assert s[("funcd_cold_start_seconds_count", (fn,))] == 1
+
+
+@pytest.mark.parametrize(
+    ("pre", "post", "counted"), [((), ("metrics",), 2), (("metrics",), (), 0)], ids=["post-only", "pre-only"]
+)
+def test_named_in_one_hook_list_only_in_flight_never_drifts(pre, post, counted, caplog):
+    context = FunctionContext(name="half", pre_hooks=pre, post_hooks=post)
+    client, _ = in_process(context)
+    for _ in range(2):
+        assert client.post("/", json={}).status_code == 200
+    s = samples(client.get("/metrics").get_data(as_text=True))
+    assert s[("funcd_in_flight", (("function", "half"),))] == 0
+    calls = s.get(
+        ("funcd_invocations_total", (("function", "half"), ("outcome", "200"), ("trigger", "http"))), 0
+    )
+    assert calls == counted
+    assert ("pre hooks only" in caplog.text) == (not post)
 
 
 def test_output_sends_are_counted_by_outcome(dapr_api, caplog):

@@ -89,6 +89,13 @@ class MetricsPlugin:
             self.registry = CollectorRegistry()
             self.families = Families.create(self.registry)
         self.created = time.monotonic()
+        named_pre, named_post = self.context.plugin_pre_hooks, self.context.plugin_post_hooks
+        self._pre_only = self.name in named_pre and self.name not in named_post
+        if self._pre_only:
+            log.warning(
+                "the metrics plugin is named in the pre hooks only; it counts in its post hook, so "
+                "name it in the post hooks too (or set metrics.enabled)"
+            )
         self._in_flight = self.families.in_flight.labels(self.function)
         self._series: dict[str, dict[str, _TriggerSeries]] = {"http": {}, "pubsub": {}, "binding": {}}
         self._rejected = {
@@ -99,10 +106,14 @@ class MetricsPlugin:
     # ------------------------------------------------------------------ per call
 
     def pre_hook(self, invocation: Invocation) -> None:
+        if self._pre_only:
+            return  # no post hook would take the call out of flight
+        invocation.state[self.name] = True
         self._in_flight.inc()
 
     def post_hook(self, invocation: Invocation, outcome: Outcome) -> None:
-        self._in_flight.dec()
+        if invocation.state.pop(self.name, False):  # False when no pre_hook ran (post hooks only)
+            self._in_flight.dec()
         trigger = invocation.event.trigger
         by_name = self._series.get(trigger.kind)
         series = by_name.get(trigger.name) if by_name is not None else None

@@ -51,7 +51,7 @@ WINDOW = 10
 
 def test_prometheus_rate_matches_the_requests_sent(funcd, tmp_path, prometheus):
     folder = write_function(tmp_path / "f", FUNCTION, CONTEXT)
-    server = funcd(str(folder), workers="2")
+    server = funcd(str(folder), env={"TMPDIR": str(tmp_path)}, workers="2")
     scrape_until(server.url, lambda s: s.total("funcd_cold_start_seconds_count") == 2)  # both workers up
     prom = prometheus([f"127.0.0.1:{server.port}"], scrape_interval=1.0)
     prom.wait_target_up()
