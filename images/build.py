@@ -8,10 +8,11 @@
 
 The runtime image (``funcd:<version>``, ``funcd:latest``; also the controller's image): a Debian
 bookworm root filesystem made by mmdebstrap (essential packages, python3, ca-certificates; no docs,
-man pages or locales; apt lists removed) in one layer, funcd's wheel and its pinned dependencies
-(images/requirements.txt, wheels from PyPI installed with ``pip --target``) in a second, packed with
-umoci. The daprd image (``funcd-daprd:1.15.4``): the pinned slim daprd at ``/daprd``, nothing else.
-Both run as 65532:65532. Names and in-image paths: funcd_controller/image/names.py.
+man pages or locales; apt lists removed) in one layer, funcd's wheel (the runtime, the duration,
+tracing and metrics plugins, the controller) and its pinned dependencies (images/requirements.txt,
+wheels from PyPI installed with ``pip --target``) in a second, packed with umoci. The daprd image
+(``funcd-daprd:1.15.4``): the pinned slim daprd at ``/daprd``, nothing else. Both run as 65532:65532.
+Names and in-image paths: funcd_controller/image/names.py.
 
 Archives are cached in ``<testbin cache>/images/`` under a key that hashes their inputs (the Debian
 package list and options, funcd's sources, the pins, the daprd binary); ``funcd-<version>.oci.tar``
@@ -80,7 +81,8 @@ CUSTOMIZE = (
     'rm -rf "$1"/var/cache/* "$1"/var/log/* "$1"/var/lib/apt/lists/*',
 )
 PINS = ROOT / "images" / "requirements.txt"
-SOURCES = ("pyproject.toml", "functions_framework", "plugins/funcd_duration", "controllers/funcd_controller")
+SOURCES = ("pyproject.toml", "functions_framework", "plugins", "controllers/funcd_controller")
+"""What funcd's wheel is built from: the runtime, the plugins (duration, tracing, metrics), the controller."""
 ENV = (
     "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "PYTHONDONTWRITEBYTECODE=1",

@@ -332,3 +332,21 @@ def test_a_metrics_path_must_be_absolute() -> None:
 
     with pytest.raises(ContextError, match=r"metrics\.path: expected an absolute URL path"):
         parse_context({"name": "f", "metrics": {"enabled": True, "path": "metrics"}})
+
+
+def test_tracing_sampling_rate_reads_numbers_and_strings_and_round_trips() -> None:
+    import pytest
+
+    from functions_framework.errors import ContextError
+    from functions_framework.model import dump_context, parse_context
+
+    for given, expected in ((0.25, 0.25), ("0.5", 0.5), (0, 0.0), (1, 1.0), (None, 1.0)):
+        tracing = {"enabled": True} if given is None else {"enabled": True, "samplingRate": given}
+        ctx = parse_context({"name": "f", "tracing": tracing})
+        assert ctx.tracing is not None and ctx.tracing.sampling_rate == expected, given
+        assert parse_context(dump_context(ctx)) == ctx
+    for bad in (1.5, -0.1, "most", True):
+        with pytest.raises(
+            ContextError, match=r"tracing\.samplingRate: expected a sampling rate from 0 to 1"
+        ):
+            parse_context({"name": "f", "tracing": {"enabled": True, "samplingRate": bad}})

@@ -108,6 +108,9 @@ class Tracing:
     """Attributes added to every span."""
     baggage: Mapping[str, str] = field(default_factory=dict)
     """Baggage added to every span."""
+    sampling_rate: float = 1.0
+    """The share of new traces sampled, 0 to 1 (funcd's ``samplingRate``); a call that arrives in a
+    trace follows its parent's decision. The function's daprd samples at the same rate."""
 
 
 @dataclass(frozen=True)

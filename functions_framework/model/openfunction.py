@@ -298,4 +298,7 @@ def _dump_tracing(t: Tracing) -> dict[str, Any]:
             ("timeout", e.timeout),
         )
         provider["exporter"] = {k: v for k, v in fields if v}
-    return {"enabled": t.enabled, "provider": provider, "tags": dict(t.tags), "baggage": dict(t.baggage)}
+    out = {"enabled": t.enabled, "provider": provider, "tags": dict(t.tags), "baggage": dict(t.baggage)}
+    if t.sampling_rate != 1.0:
+        out["samplingRate"] = t.sampling_rate
+    return out

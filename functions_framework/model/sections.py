@@ -8,6 +8,7 @@ API types (apis/core/v1beta2) and the KEDA and Dapr types they embed. Pure.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -92,7 +93,7 @@ KEDA_TRIGGER_FIELDS = (
 )  # fmt: skip
 AUTH_REF_FIELDS = ("name", "kind")
 HOOKS_FIELDS = ("pre", "post", "policy")
-TRACING_FIELDS = ("enabled", "provider", "tags", "baggage")
+TRACING_FIELDS = ("enabled", "provider", "tags", "baggage", "samplingRate")
 METRICS_FIELDS = ("enabled", "path")
 PROVIDER_FIELDS = ("name", "oapServer", "exporter")
 EXPORTER_FIELDS = ("name", "endpoint", "headers", "compression", "timeout", "protocol")
@@ -326,7 +327,22 @@ def read_tracing(r: Reader, data: Any, path: str) -> Tracing | None:
         exporter=exporter,
         tags=r.str_map(d.get("tags"), join(path, "tags")),
         baggage=r.str_map(d.get("baggage"), join(path, "baggage")),
+        sampling_rate=_sampling_rate(r, d.get("samplingRate"), join(path, "samplingRate")),
     )
+
+
+def _sampling_rate(r: Reader, value: Any, path: str) -> float:
+    """A number from 0 to 1, or a string holding one (Dapr's Configuration writes it as a string)."""
+    if value is None:
+        return 1.0
+    try:
+        rate = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        rate = math.nan
+    if not 0.0 <= rate <= 1.0:  # also false for NaN
+        r.fail(path, "a sampling rate from 0 to 1, e.g. 0.1", value)
+        return 1.0
+    return rate
 
 
 # ---------------------------------------------------------------- metrics

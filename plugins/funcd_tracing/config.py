@@ -10,7 +10,8 @@ The environment overrides the context.
 Read from the environment:
 
 - ``OTEL_SDK_DISABLED`` (``true`` turns tracing off), ``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``,
-  ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG``;
+  ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG`` (else the context's ``samplingRate``: a
+  parent-based trace-id ratio below 1);
 - ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` (used as is), ``OTEL_EXPORTER_OTLP_ENDPOINT`` (``/v1/traces`` is
   appended for ``http/protobuf``), and ``_PROTOCOL``, ``_HEADERS``, ``_COMPRESSION``, ``_TIMEOUT`` (each
   in its ``OTEL_EXPORTER_OTLP_TRACES_*`` and ``OTEL_EXPORTER_OTLP_*`` form; the TRACES one wins);
@@ -256,14 +257,17 @@ def from_sources(context: FunctionContext, environ: Mapping[str, str]) -> Tracin
     if timeout <= 0:
         raise PluginLoadError(f"tracing: export timeout: expected more than 0s, found {timeout:g}s")
 
-    sampler = environ.get("OTEL_TRACES_SAMPLER", "").strip().lower() or "parentbased_always_on"
+    # The context's samplingRate (also the function's daprd's) unless the environment names a sampler.
+    rate = tracing.sampling_rate if tracing else 1.0
+    default_sampler = "parentbased_always_on" if rate >= 1.0 else "parentbased_traceidratio"
+    sampler = environ.get("OTEL_TRACES_SAMPLER", "").strip().lower() or default_sampler
     if sampler not in SAMPLERS:
         raise PluginLoadError(
             f"tracing: OTEL_TRACES_SAMPLER: expected one of {', '.join(SAMPLERS)}, found {sampler!r}"
         )
     arg_text = environ.get("OTEL_TRACES_SAMPLER_ARG", "").strip()
     try:
-        sampler_arg = float(arg_text) if arg_text else 1.0
+        sampler_arg = float(arg_text) if arg_text else rate
     except ValueError:
         sampler_arg = -1.0
     if not 0.0 <= sampler_arg <= 1.0:

@@ -165,3 +165,25 @@ def test_hello_http_builds_the_same_twice_and_serves_from_the_image(runtime: Pat
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=40)
+
+
+def test_the_runtime_image_carries_the_tracing_and_metrics_plugins_and_their_dependencies(
+    runtime: Path, tmp_path: Path
+) -> None:
+    rootfs = unpack(runtime, names.RUNTIME_REFS[0], tmp_path / "unpacked") / "rootfs"
+    site = rootfs / names.RUNTIME_SITE.strip("/")
+    [entry_points] = site.glob("funcd-*.dist-info/entry_points.txt")
+    plugins = entry_points.read_text().split("[functions_framework.plugins]", 1)[1]
+    assert (
+        "tracing = funcd_tracing:TracingPlugin" in plugins
+        and "metrics = funcd_metrics:MetricsPlugin" in plugins
+    )
+    for package in (
+        "funcd_tracing/plugin.py",
+        "funcd_metrics/plugin.py",
+        "opentelemetry/sdk/trace/__init__.py",
+        "opentelemetry/exporter/otlp/proto/grpc/trace_exporter/__init__.py",
+        "opentelemetry/exporter/otlp/proto/http/trace_exporter/__init__.py",
+        "prometheus_client/multiprocess.py",
+    ):
+        assert (site / package).is_file(), f"expected {package} in the image's {names.RUNTIME_SITE}"

@@ -19,9 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from functions_framework.model import Function, Serving, function_context
+from functions_framework.model import Function, FunctionContext, Serving, function_context
 
-from .dapr import dapr_resources, wired_context
+from .dapr import dapr_resources, otel_target, tracing_on, wired_context
 from .keda import scaler
 from .notes import Note, unsupported
 from .options import DEFAULT_OPTIONS, RenderOptions, with_cluster_hooks
@@ -51,7 +51,7 @@ def render(fn: Function, options: RenderOptions = DEFAULT_OPTIONS) -> Rendered:
     dapr_objects = dapr_resources(fn, wired) if wired.uses_dapr or serving.pubsub or serving.bindings else []
     template = pod_template(fn, wired, dapr_objects, options.daprd_image)
     scale = scaler(fn, ctx, template)
-    notes = unsupported(fn)
+    notes = unsupported(fn) + _tracing_notes(wired)
     if scale.problems:
         reason = "NoScaler" if scale.obj is None else "InputsNotScaled"
         notes.append(Note("ScalerReady", reason, "; ".join(scale.problems)))
@@ -77,6 +77,21 @@ def render(fn: Function, options: RenderOptions = DEFAULT_OPTIONS) -> Rendered:
     if scale.obj is not None and runs:
         objects.append(scale.obj)
     return Rendered(tuple(objects), tuple(notes))
+
+
+def _tracing_notes(ctx: FunctionContext) -> list[Note]:
+    """daprd posts OTLP/HTTP to ``/v1/traces`` only: say so when the endpoint names another path."""
+    exporter = ctx.tracing.exporter if ctx.tracing is not None else None
+    if not (ctx.uses_dapr and tracing_on(ctx)) or exporter is None or exporter.name == "zipkin":
+        return []
+    path = otel_target(exporter).path if exporter.endpoint else ""
+    if path in ("", "/", "/v1/traces"):
+        return []
+    message = (
+        f"tracing endpoint {exporter.endpoint!r} has the path {path!r}, which daprd does not take: "
+        "its spans go to /v1/traces on the same host and port"
+    )
+    return [Note("Rendered", "TracingPathIgnored", message)]
 
 
 def render_all(fn: Function, options: RenderOptions = DEFAULT_OPTIONS) -> list[dict[str, Any]]:

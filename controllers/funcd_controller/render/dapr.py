@@ -4,16 +4,18 @@ them to a daprd in standalone mode. Pure."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 from functions_framework.model import (
     DEFAULT_HTTP_PORT,
     Component,
     ComponentSpec,
+    Exporter,
     Function,
     FunctionContext,
     StateStore,
+    Tracing,
 )
 
 from .merge import plain_copy
@@ -24,6 +26,7 @@ __all__ = [
     "dapr_annotations",
     "dapr_resources",
     "inline_components",
+    "otel_target",
     "wired_context",
 ]
 
@@ -138,17 +141,55 @@ def _dapr_object(fn: Function, kind: str, name: str, spec: dict[str, Any], compo
     }
 
 
+@dataclass(frozen=True)
+class OtelTarget:
+    """The function's OTLP exporter as daprd's Configuration takes it."""
+
+    address: str
+    """``host:port``: daprd's exporters take no scheme and no path."""
+    secure: bool
+    """TLS: an ``https://`` endpoint; ``http://`` and a bare ``host:port`` are plain."""
+    protocol: Literal["grpc", "http"]
+    """``grpc``, or ``http`` for the function's ``http/protobuf``."""
+    path: str
+    """The URL path the endpoint had; daprd always posts OTLP/HTTP to ``/v1/traces``."""
+
+
+def otel_target(exporter: Exporter) -> OtelTarget:
+    """Where daprd sends spans to reach the function's OTLP endpoint: ``http://jaeger:4317`` becomes
+    ``jaeger:4317``, insecure; ``https://otel.example:4318/v1/traces`` becomes
+    ``otel.example:4318``, secure."""
+    endpoint = exporter.endpoint.strip()
+    scheme, sep, rest = endpoint.partition("://")
+    if not sep:
+        scheme, rest = "", endpoint
+    address, slash, path = rest.partition("/")
+    protocol: Literal["grpc", "http"] = "http" if exporter.protocol.startswith("http") else "grpc"
+    return OtelTarget(address, scheme.lower() == "https", protocol, slash + path if slash else "")
+
+
+def sampling_rate(tracing: Tracing) -> str:
+    """Dapr's ``samplingRate``: a decimal string, ``"1"`` for every trace."""
+    return f"{tracing.sampling_rate:g}"
+
+
 def _configuration(fn: Function, ctx: FunctionContext) -> dict[str, Any] | None:
+    """The tracing Configuration: daprd samples at the function's rate and exports to the same
+    collector (OTLP, or Zipkin's URL as it is)."""
     if not tracing_on(ctx) or ctx.tracing is None:
         return None
-    tracing: dict[str, Any] = {"samplingRate": "1"}
+    tracing: dict[str, Any] = {"samplingRate": sampling_rate(ctx.tracing)}
     exporter = ctx.tracing.exporter
     if exporter is not None and exporter.endpoint:
         if exporter.name == "zipkin":
             tracing["zipkin"] = {"endpointAddress": exporter.endpoint}
         else:
-            protocol = "http" if exporter.protocol.startswith("http") else "grpc"
-            tracing["otel"] = {"endpointAddress": exporter.endpoint, "isSecure": False, "protocol": protocol}
+            target = otel_target(exporter)
+            tracing["otel"] = {
+                "endpointAddress": target.address,
+                "isSecure": target.secure,
+                "protocol": target.protocol,
+            }
     return {
         "apiVersion": "dapr.io/v1alpha1",
         "kind": "Configuration",

@@ -10,6 +10,7 @@ __all__ = [
     "DEFAULT_NAMESPACE",
     "app_id",
     "component_object_name",
+    "labels",
     "object_meta",
     "selector_labels",
 ]

@@ -12,10 +12,10 @@ from functions_framework.model.sections import duration_seconds
 
 from .dapr import DAPR_GRPC_PORT, DAPR_HTTP_PORT, dapr_annotations
 from .merge import merge
-from .meta import object_meta, selector_labels
+from .meta import labels, object_meta, selector_labels
 from .standalone import daprd_container, daprd_volumes
 
-__all__ = ["CONTAINER", "container_security", "pod_template", "service", "workload"]
+__all__ = ["CONTAINER", "container_security", "metrics_annotations", "pod_template", "service", "workload"]
 
 CONTAINER = "function"
 HEALTH_PATH = "/healthz"
@@ -53,6 +53,18 @@ def _env(ctx: FunctionContext, serving: Serving, container_mode: bool) -> list[d
     return env
 
 
+def metrics_annotations(ctx: FunctionContext) -> dict[str, str]:
+    """``prometheus.io/*`` for a function that serves metrics: the runtime serves them on the HTTP
+    port, async-only functions included."""
+    if ctx.metrics is None or not ctx.metrics.enabled:
+        return {}
+    return {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(ctx.http_port or DEFAULT_HTTP_PORT),
+        "prometheus.io/path": ctx.metrics.path,
+    }
+
+
 def _function_container(
     fn: Function, ctx: FunctionContext, serving: Serving, container_mode: bool
 ) -> dict[str, Any]:
@@ -81,6 +93,7 @@ def pod_template(
     serving = fn.spec.serving or Serving()
     container_mode = ctx.uses_dapr and serving.dapr.mode == "container"
     annotations = dapr_annotations(fn, ctx) if ctx.uses_dapr and not container_mode else {}
+    annotations.update(metrics_annotations(ctx))
     annotations.update(serving.annotations)
     containers = [_function_container(fn, ctx, serving, container_mode)]
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
@@ -107,7 +120,8 @@ def pod_template(
         spec["restartPolicy"] = restart if restart in ("OnFailure", "Never") else "OnFailure"
     if serving.template:
         spec = merge(spec, serving.template)
-    metadata: dict[str, Any] = {"labels": {**serving.labels, **selector_labels(fn)}}
+    # managed-by and component as on the workload: a PodMonitor selects functions' pods by them.
+    metadata: dict[str, Any] = {"labels": {**serving.labels, **labels(fn, "function")}}
     if annotations:
         metadata["annotations"] = annotations
     return {"metadata": metadata, "spec": spec}
