@@ -31,7 +31,21 @@ BATCH = 512
 SCHEDULE_MS = 1000
 
 
+def root_rate(config: TracingConfig) -> float | None:
+    """The share of root calls the plugin samples itself, before asking the SDK for a span; None when
+    the sampler is not parent-based (the SDK then decides every span)."""
+    if not config.sampler.startswith("parentbased_"):
+        return None
+    return {"parentbased_always_on": 1.0, "parentbased_always_off": 0.0}.get(
+        config.sampler, config.sampler_arg
+    )
+
+
 def sampler(config: TracingConfig) -> Sampler:
+    """The provider's sampler. With a parent-based ratio the plugin draws the root decision itself
+    (``root_rate``), so the provider samples the roots it is asked for."""
+    if config.sampler == "parentbased_traceidratio":
+        return ParentBased(ALWAYS_ON)
     base: Sampler
     name = config.sampler.removeprefix("parentbased_")
     if name == "always_on":

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,7 +29,15 @@ from opentelemetry.context import Context
 from opentelemetry.propagate import set_global_textmap
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
 
 from functions_framework import logs
 from functions_framework.invocation import Invocation, Outcome
@@ -49,6 +58,7 @@ FLUSH_WAIT = 3.0
 _globals_lock = threading.Lock()
 _globals_installed = False
 _EMPTY = Context()
+UNSAMPLED = TraceFlags(TraceFlags.DEFAULT)
 
 
 @dataclass
@@ -148,6 +158,9 @@ class TracingPlugin:
         )
         """This worker's TracerProvider."""
         self.tracer = self.provider.get_tracer("funcd_tracing")
+        self._root_rate = export.root_rate(self.config)
+        self._ids = self.provider.id_generator
+        self._sw8 = self.config.provider == "skywalking"
         self.tags = dict(self.config.tags)
         if self.enabled and install_globals:
             self._install_globals()
@@ -188,11 +201,31 @@ class TracingPlugin:
         name, kind = spans.invocation_name(event)
         parent = self._parent(event_carrier(event))
         # Sampled first: a span that is not recorded costs no attributes (the samplers read none).
-        span = self.tracer.start_span(name, parent, kind)
+        span = self._start(name, parent, kind)
         if span.is_recording():
             span.set_attributes({**self.tags, **spans.invocation_attributes(event, invocation.execution_id)})
-        ctx = otel_context.set_value(ENDPOINT_KEY, name, trace.set_span_in_context(span, parent))
+        ctx = trace.set_span_in_context(span, parent)
+        if self._sw8:
+            ctx = otel_context.set_value(ENDPOINT_KEY, name, ctx)
         invocation.state[NAME] = CallSpan(span, ctx, otel_context.attach(ctx))
+
+    def _start(self, name: str, parent: Context, kind: SpanKind) -> Span:
+        """The invocation's span. With a parent-based sampler, an unsampled call gets a non-recording
+        span without the SDK's sampling machinery: it only carries the ids that go on to daprd."""
+        rate = self._root_rate
+        if rate is not None:
+            inbound = trace.get_current_span(parent).get_span_context()
+            if inbound.is_valid:
+                if not inbound.trace_flags.sampled:
+                    return NonRecordingSpan(
+                        SpanContext(inbound.trace_id, self._ids.generate_span_id(), False, UNSAMPLED,
+                                    inbound.trace_state)
+                    )  # fmt: skip
+            elif rate < 1.0 and (rate <= 0.0 or random.random() >= rate):
+                return NonRecordingSpan(
+                    SpanContext(self._ids.generate_trace_id(), self._ids.generate_span_id(), False, UNSAMPLED)
+                )
+        return self.tracer.start_span(name, parent, kind)
 
     def post_hook(self, invocation: Invocation, outcome: Outcome) -> None:
         state = invocation.state.pop(NAME, None)

@@ -68,8 +68,11 @@ class _ReadOnly(TextMapPropagator):
 
 def event_carrier(event: Event) -> dict[str, str]:
     """The inbound trace carrier of an event, with ``sw8`` when it came with one."""
-    carrier = dict(event.trace_carrier)
-    sw8 = event.headers.get(SW8) or event.extensions.get(SW8)
+    carrier = event.trace_carrier
+    environ = event.environ  # an HTTP request: one environ key, not every header
+    sw8 = (
+        environ.get("HTTP_SW8") if environ is not None else event.headers.get(SW8)
+    ) or event.extensions.get(SW8)
     if sw8:
         carrier[SW8] = str(sw8)
     return carrier
