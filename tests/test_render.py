@@ -207,7 +207,12 @@ def test_http_only_has_a_service_and_no_dapr() -> None:
     objects = render_all(load(CASES["sample-hello-http"]))
     assert kinds(objects) == ["Deployment", "Service"]
     template = by_kind(objects, "Deployment")["spec"]["template"]
-    assert "annotations" not in template["metadata"]
+    # No Dapr annotation: only the scrape annotations of its metrics (the sample turns them on).
+    assert set(template["metadata"]["annotations"]) == {
+        "prometheus.io/scrape",
+        "prometheus.io/port",
+        "prometheus.io/path",
+    }
 
 
 def test_scale_options_without_a_derivable_trigger_say_why() -> None:
@@ -319,7 +324,8 @@ def test_render_refuses_unresolved_references_with_the_models_message() -> None:
 def test_cli_render_prints_the_manifests(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["render", str(CASES["sample-http-to-pubsub"])]) == 0
     docs = list(yaml.safe_load_all(capsys.readouterr().out))
-    assert [d["kind"] for d in docs] == ["Component", "Deployment", "Service"]
+    # The Configuration carries the sample's tracing to its daprd.
+    assert [d["kind"] for d in docs] == ["Component", "Configuration", "Deployment", "Service"]
     assert "ownerReferences" not in docs[0]["metadata"]  # no uid in a file: nothing to own by
     assert "namespace" not in docs[0]["metadata"]
 
