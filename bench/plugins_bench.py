@@ -47,12 +47,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--plugins-events", type=int, default=10000, help="events per async run (10000)")
     g.add_argument("--plugins-e2e-rounds", type=int, default=2, help="async rounds, best reported (2)")
     g.add_argument("--plugins-no-async", action="store_true", help="skip the async part")
+    g.add_argument(
+        "--plugins-sampling",
+        type=float,
+        default=0.1,
+        help="tracing.samplingRate of the plugins-on functions (0.1); 1 is measured beside it over HTTP",
+    )
 
 
-def plugins_yaml(endpoint: str) -> str:
+def plugins_yaml(endpoint: str, sampling: float) -> str:
     return (
         "tracing:\n"
         "  enabled: true\n"
+        f"  samplingRate: {sampling:g}\n"
         "  provider:\n"
         "    name: opentelemetry\n"
         f"    exporter: {{name: otlp, endpoint: '{endpoint}', protocol: grpc}}\n"
@@ -132,25 +139,38 @@ def gcf_best(args: argparse.Namespace, logdir: Path) -> tuple[common.ServerSpec,
 
 def http_part(args: argparse.Namespace, logdir: Path, jaeger: Any) -> dict[str, Any]:
     work = logdir / "functions"
-    on = variant(HELLO, work / "hello-plugins-on", "hello-on", plugins_yaml(jaeger.otlp_grpc_endpoint))
-    dead = variant(
-        HELLO, work / "hello-dead-collector", "hello-dead", plugins_yaml(f"127.0.0.1:{common.free_port()}")
-    )
+    rate = args.plugins_sampling
+    otlp = jaeger.otlp_grpc_endpoint
+    on = variant(HELLO, work / "hello-plugins-on", "hello-on", plugins_yaml(otlp, rate))
+    every = variant(HELLO, work / "hello-every-call", "hello-all", plugins_yaml(otlp, 1))
+    dead_otlp = f"127.0.0.1:{common.free_port()}"
+    dead = variant(HELLO, work / "hello-dead-collector", "hello-dead", plugins_yaml(dead_otlp, rate))
     off = variant(HELLO, work / "hello-plugins-off", "hello-off", "")
     gcf, exploration = gcf_best(args, logdir)
     servers = [
         (http_bench.funcd_spec("off", "funcd, no plugins", off), ""),
-        (http_bench.funcd_spec("on", "funcd, tracing (to Jaeger) + metrics", on), "hello-on"),
-        (http_bench.funcd_spec("dead", "funcd, tracing to a dead collector + metrics", dead), "hello-dead"),
+        (
+            http_bench.funcd_spec("on", f"funcd, tracing (to Jaeger, sampling {rate:g}) + metrics", on),
+            "hello-on",
+        ),
+        (
+            http_bench.funcd_spec("all", "funcd, tracing (to Jaeger, every call) + metrics", every),
+            "hello-all",
+        ),
+        (
+            http_bench.funcd_spec(
+                "dead", f"funcd, tracing (sampling {rate:g}) to a dead collector + metrics", dead
+            ),
+            "hello-dead",
+        ),
         (gcf, ""),
     ]
     rounds: dict[str, list[dict[str, Any]]] = {spec.key: [] for spec, _ in servers}
     for rnd in range(1, args.plugins_rounds + 1):
         log(f"HTTP round {rnd}/{args.plugins_rounds}")
         for spec, service in servers:
-            rounds[spec.key].append(
-                load_checked(spec, args, logdir, jaeger if service == "hello-on" else None, service)
-            )
+            traced = jaeger if service in ("hello-on", "hello-all") else None
+            rounds[spec.key].append(load_checked(spec, args, logdir, traced, service))
     out: dict[str, Any] = {"gcf_exploration": exploration, "servers": {}}
     for spec, _ in servers:
         runs = rounds[spec.key]
@@ -166,7 +186,8 @@ def http_part(args: argparse.Namespace, logdir: Path, jaeger: Any) -> dict[str, 
 
 def async_part(args: argparse.Namespace, logdir: Path, jaeger: Any) -> dict[str, Any]:
     work = logdir / "functions"
-    on = variant(dapr_bench.FN, work / "dapr-plugins-on", "dapr-on", plugins_yaml(jaeger.otlp_grpc_endpoint))
+    yaml = plugins_yaml(jaeger.otlp_grpc_endpoint, args.plugins_sampling)
+    on = variant(dapr_bench.FN, work / "dapr-plugins-on", "dapr-on", yaml)
     specs = [
         dapr_bench.Spec("grpc-off", "funcd gRPC, no plugins", "funcd", workers=CORES),
         dapr_bench.Spec("grpc-on", "funcd gRPC, tracing + metrics", "funcd", workers=CORES, folder=on),
@@ -204,6 +225,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": machine,
         "jaeger": stack.version("jaeger"),
         "settings": f"{args.duration:g} s, {args.connections} connections, {args.plugins_rounds} rounds",
+        "sampling": args.plugins_sampling,
     }
     ok = False
     try:
@@ -221,6 +243,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "http_on_vs_off": ratio(srv["on"]["best"]["rps"], srv["off"]["best"]["rps"]),
         "http_on_vs_gcf": ratio(srv["on"]["best"]["rps"], srv[gcf_key]["best"]["rps"]),
         "http_dead_vs_off": ratio(srv["dead"]["best"]["rps"], srv["off"]["best"]["rps"]),
+        "http_every_call_vs_off": ratio(srv["all"]["best"]["rps"], srv["off"]["best"]["rps"]),
     }
     if "async" in result:
         subs = result["async"]["subscribers"]
@@ -243,7 +266,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def markdown(r: dict[str, Any]) -> str:
     m = r["machine"]
     lines = [
-        f"Run on {m['cores']} cores (load average at start {m['loadavg_start']}), Jaeger {r['jaeger']}; "
+        f"Run on {m['cores']} cores (load average at start {m['loadavg_start']}), Jaeger {r['jaeger']}, "
+        f"tracing.samplingRate {r['sampling']:g} for the plugins-on rows; "
         "`.venv/bin/python bench/run.py --only plugins`.",
         "",
         common.md_table(
@@ -266,6 +290,7 @@ def markdown(r: dict[str, Any]) -> str:
             ],
         ),
         "",
+        f"Tracing every call (sampling 1) against no plugins: {r['figures']['http_every_call_vs_off']}x. "
         f"Dead collector against no plugins: {r['figures']['http_dead_vs_off']}x; SIGTERM to exit "
         f"(spans flushed) {r['http']['servers']['on']['best'].get('stop_s')} s with Jaeger, "
         f"{r['http']['servers']['dead']['best'].get('stop_s')} s with the dead collector.",
