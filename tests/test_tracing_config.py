@@ -163,3 +163,19 @@ def test_bad_settings_fail_the_server_at_start_up(tmp_path):
     assert "plugin 'tracing': tracing: OTEL_EXPORTER_OTLP_PROTOCOL" in result.stderr
     assert "OTEL_EXPORTER_OTLP_PROTOCOL: expected one of grpc, http/protobuf, found 'udp'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_batch_processor_settings_come_from_otel_bsp_variables():
+    default = from_sources(ctx(), {})
+    assert (default.schedule_delay_ms, default.max_queue, default.max_batch) == (1000, 2048, 512)
+    env = {
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+        "OTEL_BSP_MAX_QUEUE_SIZE": "64",
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "512",
+    }
+    config = from_sources(ctx(), env)
+    assert (config.schedule_delay_ms, config.max_queue, config.max_batch) == (100, 64, 64)
+    with pytest.raises(
+        PluginLoadError, match=r"OTEL_BSP_SCHEDULE_DELAY: expected a whole number above 0, found '1s'"
+    ):
+        from_sources(ctx(), {"OTEL_BSP_SCHEDULE_DELAY": "1s"})

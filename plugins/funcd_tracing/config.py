@@ -15,6 +15,8 @@ Read from the environment:
 - ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` (used as is), ``OTEL_EXPORTER_OTLP_ENDPOINT`` (``/v1/traces`` is
   appended for ``http/protobuf``), and ``_PROTOCOL``, ``_HEADERS``, ``_COMPRESSION``, ``_TIMEOUT`` (each
   in its ``OTEL_EXPORTER_OTLP_TRACES_*`` and ``OTEL_EXPORTER_OTLP_*`` form; the TRACES one wins);
+- ``OTEL_BSP_SCHEDULE_DELAY`` (ms, default 1000), ``OTEL_BSP_MAX_QUEUE_SIZE`` (2048) and
+  ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE`` (512): the batch span processor;
 - ``POD_NAME``, ``POD_NAMESPACE``: the pod's name and namespace (the controller sets them through the
   downward API) for ``k8s.pod.name``, ``k8s.namespace.name`` and ``faas.instance``;
 - SkyWalking: ``SW_AGENT_COLLECTOR_BACKEND_SERVICES`` (the OAP address, as OpenFunction sets it) and
@@ -88,6 +90,12 @@ class TracingConfig:
     """Attributes added to every span."""
     baggage: Mapping[str, str] = field(default_factory=dict)
     """Baggage added to what every call propagates."""
+    schedule_delay_ms: int = 1000
+    """Milliseconds between two exports of the batch span processor."""
+    max_queue: int = 2048
+    """Spans held while the collector is slow; more are dropped."""
+    max_batch: int = 512
+    """Spans per export."""
 
     @property
     def service_name(self) -> str:
@@ -275,7 +283,18 @@ def from_sources(context: FunctionContext, environ: Mapping[str, str]) -> Tracin
             f"tracing: OTEL_TRACES_SAMPLER_ARG: expected a ratio from 0 to 1, found {arg_text!r}"
         )
 
+    batch = {
+        name: _positive_int(environ, name, default)
+        for name, default in (
+            ("OTEL_BSP_SCHEDULE_DELAY", 1000),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", 2048),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512),
+        )
+    }
     return TracingConfig(
+        schedule_delay_ms=batch["OTEL_BSP_SCHEDULE_DELAY"],
+        max_queue=batch["OTEL_BSP_MAX_QUEUE_SIZE"],
+        max_batch=min(batch["OTEL_BSP_MAX_EXPORT_BATCH_SIZE"], batch["OTEL_BSP_MAX_QUEUE_SIZE"]),
         enabled=not disabled,
         provider=provider,
         endpoint=endpoint,
@@ -289,3 +308,12 @@ def from_sources(context: FunctionContext, environ: Mapping[str, str]) -> Tracin
         tags=dict(tracing.tags) if tracing else {},
         baggage=dict(tracing.baggage) if tracing else {},
     )
+
+
+def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    text = environ.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or int(text) == 0:
+        raise PluginLoadError(f"tracing: {name}: expected a whole number above 0, found {text!r}")
+    return int(text)

@@ -25,10 +25,6 @@ from .config import TracingConfig
 
 log = logging.getLogger("funcd_tracing")
 
-MAX_QUEUE = 2048
-"""Spans held while the collector is slow; more are dropped."""
-BATCH = 512
-SCHEDULE_MS = 1000
 
 
 def root_rate(config: TracingConfig) -> float | None:
@@ -92,9 +88,9 @@ def build_provider(
     if processor is None:
         processor = BatchSpanProcessor(
             exporter or otlp_exporter(config),
-            max_queue_size=MAX_QUEUE,
-            max_export_batch_size=BATCH,
-            schedule_delay_millis=SCHEDULE_MS,
+            max_queue_size=config.max_queue,
+            max_export_batch_size=config.max_batch,
+            schedule_delay_millis=config.schedule_delay_ms,
             export_timeout_millis=config.timeout * 1000,
         )
     provider.add_span_processor(processor)
