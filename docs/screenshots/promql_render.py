@@ -172,7 +172,9 @@ def results_markdown(results: dict[str, Any], images: str = "images") -> str:
     lines += ["```", "", "</details>", ""]
     lines += _wrap(
         f"Range queries (`/api/v1/query_range`, step {run['step']:g} s) from the start of the load to 10 s "
-        "after its end, one line per function (durations on a log axis). Prometheus's web UI is not part "
+        f"after its end, one line per function (durations on a log axis; each value covers the `[{window}]` "
+        "before it, so the lines ramp up over the first window and lag the phase change by up to one). "
+        "Prometheus's web UI is not part "
         "of the test stack, so these charts are drawn by `docs/screenshots/promql_render.py` from the "
         "query API's answers; they are not screenshots of Prometheus."
     )
@@ -251,9 +253,11 @@ def chart_svg(
     t0: float,
     caption: str,
     marks: tuple[tuple[float, str], ...] = (),
+    absent: tuple[str, ...] = (),
 ) -> str:
     """A line chart: x in seconds since ``t0``, one polyline per series (NaN points break the line),
-    a dashed vertical line with a label at each of ``marks`` (seconds since ``t0``, text).
+    a dashed vertical line with a label at each of ``marks`` (seconds since ``t0``, text), and the
+    ``absent`` functions (no series in the answer) named under the legend.
 
     Durations get a log axis (a fast and a slow function on one chart), the rest a linear one."""
     log = unit == "seconds"
@@ -318,6 +322,11 @@ def chart_svg(
             f'stroke="{color}" stroke-width="2"/><text x="{WIDTH - RIGHT + 34}" y="{ly + 4}">'
             f"{html.escape(name)}</text>"
         )
+    for n, name in enumerate(absent, start=len(series)):
+        out.append(
+            f'<text x="{WIDTH - RIGHT + 12}" y="{TOP + 12 + 16 * n}" fill="#888">'
+            f"{html.escape(name)}: no series</text>"
+        )
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
@@ -332,7 +341,13 @@ def charts(results: dict[str, Any]) -> dict[str, str]:
     )
     return {
         f"promql-{key.replace('_', '-')}.svg": chart_svg(
-            title, query(key).unit, results["range"][key], t0, caption, marks
+            title,
+            query(key).unit,
+            results["range"][key],
+            t0,
+            caption,
+            marks,
+            tuple(fn for fn in sorted(results["load"]) if fn not in results["range"][key]),
         )
         for key, title in CHARTS
     }
