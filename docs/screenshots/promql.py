@@ -98,21 +98,20 @@ def schedule(seconds: float, phase_at: float, seed: int = 10) -> list[Request]:
     return out
 
 
-def start_functions(work: Path) -> dict[str, Server]:
+def start_functions(work: Path, servers: dict[str, Server]) -> None:
+    """Start both functions into ``servers`` (filled as they start, so a failure still stops them)."""
     hello = work / "hello-http"
     shutil.copytree(HELLO, hello, ignore=shutil.ignore_patterns("README.md", "__pycache__"))
     text = (hello / "function.yaml").read_text()
     (hello / "function.yaml").write_text(
         "\n".join(line for line in text.splitlines() if "tracing: {enabled: true}" not in line) + "\n"
     )
-    servers: dict[str, Server] = {}
     for name, folder in (("hello-http", hello), ("flaky", FLAKY)):
         argv = ["run", str(folder), "--port", "0", "--workers", str(WORKERS)]
         servers[name] = Server(argv, {"TMPDIR": str(work)}, REPO)
     for server in servers.values():
         server.wait_ready(60)
         scrape_until(server.url, lambda s: s.total("funcd_cold_start_seconds_count") == WORKERS, 60)
-    return servers
 
 
 def drive(servers: dict[str, Server], seconds: float, phase_at: float) -> tuple[float, dict[str, Any]]:
@@ -158,7 +157,7 @@ def run(seconds: float, work: Path) -> dict[str, Any]:
     servers: dict[str, Server] = {}
     prom: Prometheus | None = None
     try:
-        servers = start_functions(work)
+        start_functions(work, servers)
         targets = [f"127.0.0.1:{s.port}" for s in servers.values()]
         prom = start_prometheus(
             Path(stack.binary("prometheus")),
