@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo demo-pubsub test test-fast check lint typecheck bench testbin image screenshots clean
+.PHONY: install demo demo-pubsub test test-fast check lint typecheck bench testbin image screenshots promql-results clean
 
 install: $(STAMP)
 
@@ -56,6 +56,11 @@ image: install
 # from a jaeger-ui source given in FUNCD_JAEGER_UI_SRC), daprd and funcd; headless Chromium from Debian.
 screenshots: install
 	$(PY) docs/screenshots/take.py $(SCREENSHOTS_ARGS)
+
+# docs/observability.md's PromQL results (tables between its promql-results markers, and
+# docs/images/promql-*.svg) from a real Prometheus (testbin `prometheus`) scraping two funcd functions.
+promql-results: install
+	$(PY) docs/screenshots/promql.py $(PROMQL_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
