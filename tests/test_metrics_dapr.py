@@ -151,7 +151,9 @@ def test_http_app_protocol_deliveries_over_every_worker_add_up(funcd, tmp_path, 
         assert r.json() == {"status": "DROP"}
 
     # every worker's counts arrive within its flush interval
-    s = scrape_until(server.url, lambda s: s.total("funcd_invocations_total") == 100, path="/prom", timeout=10)
+    s = scrape_until(
+        server.url, lambda s: s.total("funcd_invocations_total") == 100, path="/prom", timeout=10
+    )
     fn, trigger = ("function", "async-counted"), ("trigger", "pubsub:msg")
     assert s.series("funcd_invocations_total") == {
         (fn, ("outcome", "SUCCESS"), trigger): 60.0,

@@ -92,6 +92,8 @@ class MetricsPlugin:
         self._tallies = Tallies(self.families, self.function)
         self._by_thread = self._tallies.by_thread
         self._flusher: Flusher | None = None
+        self.background_flush = directory is not None
+        """Flush from a background thread (multiprocess mode: other workers answer scrapes too)."""
         self._rejected = {
             reason: self.families.rejected.labels(self.function, reason) for reason in get_args(RejectReason)
         }
@@ -155,7 +157,7 @@ class MetricsPlugin:
         if age is None:  # no /proc: from the plugin's construction, early in the worker
             age = time.monotonic() - self.created
         self.families.cold_start.labels(self.function).observe(age)
-        if type(self).directory is not None and self._flusher is None:
+        if self.background_flush and self._flusher is None:
             self._flusher = Flusher(self._tallies, self.flush_interval)
 
     def worker_stopping(self) -> None:
