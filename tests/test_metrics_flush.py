@@ -168,6 +168,21 @@ def test_the_background_flush_comes_within_its_interval():
     assert plugin._flusher is None
 
 
+def test_worker_stopping_flushes_and_stops_the_background_thread():
+    plugin = MetricsPlugin(FunctionContext(name="stopping"))
+    plugin.flush_interval = 3600.0  # only the stop can flush
+    plugin.background_flush = True
+    plugin.worker_started(WorkerInfo(os.getpid(), plugin.context, Settings()))
+    flusher = plugin._flusher
+    assert flusher is not None and flusher._thread.is_alive()
+    for _ in range(7):
+        call(plugin, 0.01)
+    assert value(plugin, "funcd_invocations_total", trigger="http", outcome="200") == 0
+    plugin.worker_stopping()
+    assert value(plugin, "funcd_invocations_total", trigger="http", outcome="200") == 7
+    assert not flusher._thread.is_alive()
+
+
 # ---------------------------------------------------------------- with real worker processes
 
 FUNCTION = """
