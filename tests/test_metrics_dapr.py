@@ -106,6 +106,9 @@ def test_acks_sends_and_refusals_are_counted(app, dapr_api):
     stub.OnBindingEvent(appcallback_v1.BindingEventRequest(name="cron", data=b""))
     assert len(dapr_api.published) == 2
 
+    # A worker's counts reach the other worker's scrape within the flush interval: wait for all 16
+    # calls, then scrapes answered by either worker are the same.
+    scrape_until(server.url, lambda s: s.total("funcd_invocations_total") == 16, path="/prom", timeout=10)
     scrapes = [scrape(server.url, "/prom") for _ in range(10)]  # from the HTTP port, any worker
     assert all(s.samples == scrapes[0].samples for s in scrapes), "scrapes of the workers differ"
     s = scrapes[0]
@@ -147,7 +150,10 @@ def test_http_app_protocol_deliveries_over_every_worker_add_up(funcd, tmp_path, 
         r = requests.post(server.url + "/dapr/topics/msg", data=b"{oops", headers=headers, timeout=10)
         assert r.json() == {"status": "DROP"}
 
-    s = scrape(server.url, "/prom")
+    # every worker's counts arrive within its flush interval
+    s = scrape_until(
+        server.url, lambda s: s.total("funcd_invocations_total") == 100, path="/prom", timeout=10
+    )
     fn, trigger = ("function", "async-counted"), ("trigger", "pubsub:msg")
     assert s.series("funcd_invocations_total") == {
         (fn, ("outcome", "SUCCESS"), trigger): 60.0,

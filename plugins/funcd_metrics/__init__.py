@@ -15,6 +15,11 @@ without an HTTP trigger. Every metric is labelled by ``function``:
   ``permanent_error``.
 
 Worker processes share one prometheus_client multiprocess directory (``multiprocess.py``).
+
+A call only adds to its worker's plain-Python tallies (``tally.py``); a worker flushes them into the
+metrics right before it answers a scrape, every ``MetricsPlugin.flush_interval`` (0.5 s) from a
+background thread in multiprocess mode, and when it stops. So a scrape shows all the calls of the
+worker answering it, and lags the other workers' calls by at most the flush interval.
 """
 
 from __future__ import annotations

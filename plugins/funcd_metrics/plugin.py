@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from typing import TYPE_CHECKING, Any, ClassVar, get_args
 
@@ -14,6 +15,7 @@ from functions_framework.plugins import OutboundCall, Rejected, RejectReason, Wo
 
 from .families import Families
 from .multiprocess import LockedCollector, create_directory, retire_worker, use_directory
+from .tally import Flusher, Tallies
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -45,35 +47,26 @@ def process_age() -> float | None:
         return None
 
 
-class _TriggerSeries:
-    """The label children of one trigger, resolved once: the duration histogram and a counter per
-    reply, so that a call looks them up in dicts and allocates nothing."""
-
-    __slots__ = ("duration", "label", "outcomes", "plugin")
-
-    def __init__(self, plugin: MetricsPlugin, trigger: Trigger) -> None:
-        self.plugin = plugin
-        self.label = trigger_label(trigger)
-        self.duration = plugin.families.duration.labels(plugin.function, self.label)
-        self.outcomes: dict[int | str | None, Any] = {}
-
-    def outcome(self, reply: int | str | None) -> Any:
-        child = self.plugin.families.invocations.labels(self.plugin.function, self.label, str(reply))
-        self.outcomes[reply] = child
-        return child
-
-
 class MetricsPlugin:
     """Prometheus metrics of one function (hook name ``metrics``); one instance per worker.
 
     Under ``funcd run`` the supervisor first calls ``supervisor_setup``, and every worker writes its
     samples to the supervisor's multiprocess directory; a scrape of any worker sums all of them.
     Without a supervisor (an embedding, a unit test) the plugin counts in its own registry.
+
+    A call only adds to this worker's plain-Python tallies (``tally.py``); they reach the
+    prometheus_client metrics when flushed: right before this worker answers a scrape, every
+    ``flush_interval`` seconds from a background thread in multiprocess mode (so a scrape answered by
+    another worker lags this one's calls by at most that), and in ``worker_stopping``, before the
+    supervisor folds the exited worker's files into the archive.
     """
 
     name = "metrics"
     directory: ClassVar[str | None] = None
     """The multiprocess directory ``supervisor_setup`` made in this process or its parent."""
+    flush_interval: float = 0.5
+    """Seconds between background flushes in multiprocess mode: the most a scrape answered by
+    another worker lags this worker's calls."""
 
     def __init__(self, context: FunctionContext | None = None) -> None:
         self.context = context or FunctionContext()
@@ -96,8 +89,11 @@ class MetricsPlugin:
                 "the metrics plugin is named in the pre hooks only; it counts in its post hook, so "
                 "name it in the post hooks too (or set metrics.enabled)"
             )
-        self._in_flight = self.families.in_flight.labels(self.function)
-        self._series: dict[str, dict[str, _TriggerSeries]] = {"http": {}, "pubsub": {}, "binding": {}}
+        self._tallies = Tallies(self.families, self.function)
+        self._by_thread = self._tallies.by_thread
+        self._flusher: Flusher | None = None
+        self.background_flush = directory is not None
+        """Flush from a background thread (multiprocess mode: other workers answer scrapes too)."""
         self._rejected = {
             reason: self.families.rejected.labels(self.function, reason) for reason in get_args(RejectReason)
         }
@@ -109,23 +105,19 @@ class MetricsPlugin:
         if self._pre_only:
             return  # no post hook would take the call out of flight
         invocation.state[self.name] = True
-        self._in_flight.inc()
+        tally = self._by_thread.get(threading.get_ident()) or self._tallies.mine()
+        tally.started += 1
 
     def post_hook(self, invocation: Invocation, outcome: Outcome) -> None:
+        tally = self._by_thread.get(threading.get_ident()) or self._tallies.mine()
         if invocation.state.pop(self.name, False):  # False when no pre_hook ran (post hooks only)
-            self._in_flight.dec()
+            tally.finished += 1
         trigger = invocation.event.trigger
-        by_name = self._series.get(trigger.kind)
-        series = by_name.get(trigger.name) if by_name is not None else None
-        if series is None:
-            series = _TriggerSeries(self, trigger)
-            self._series.setdefault(trigger.kind, {})[trigger.name] = series
-        series.duration.observe(outcome.duration)
-        reply = outcome.reply
-        counter = series.outcomes.get(reply)
-        if counter is None:
-            counter = series.outcome(reply)
-        counter.inc()
+        tally.record(trigger.kind, trigger.name, outcome.duration, outcome.reply)
+
+    def flush(self) -> None:
+        """Add this worker's counts since the last flush to the prometheus_client metrics."""
+        self._tallies.flush()
 
     def rejected(self, request: Rejected) -> None:
         child = self._rejected.get(request.reason)
@@ -165,9 +157,26 @@ class MetricsPlugin:
         if age is None:  # no /proc: from the plugin's construction, early in the worker
             age = time.monotonic() - self.created
         self.families.cold_start.labels(self.function).observe(age)
+        if self.background_flush and self._flusher is None:
+            self._flusher = Flusher(self._tallies, self.flush_interval)
+
+    def worker_stopping(self) -> None:
+        """The last flush: it runs in the worker before it exits, so before the supervisor's
+        ``worker_exited`` archives the worker's files."""
+        if self._flusher is not None:
+            self._flusher.stop()
+            self._flusher = None
+        self._tallies.flush()
 
     def routes(self) -> Mapping[str, WsgiApp]:
-        return {self.path: make_wsgi_app(self.registry)}
+        served = make_wsgi_app(self.registry)
+        flush = self._tallies.flush
+
+        def scrape(environ: dict[str, Any], start_response: Any) -> Any:
+            flush()  # this worker's counts are current; other workers' lag by flush_interval at most
+            return served(environ, start_response)
+
+        return {self.path: scrape}
 
     # ------------------------------------------------------------------ in the supervisor
 
