@@ -26,7 +26,6 @@ from .config import TracingConfig
 log = logging.getLogger("funcd_tracing")
 
 
-
 def root_rate(config: TracingConfig) -> float | None:
     """The share of root calls the plugin samples itself, before asking the SDK for a span; None when
     the sampler is not parent-based (the SDK then decides every span)."""
