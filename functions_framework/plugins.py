@@ -141,13 +141,24 @@ class Hooks:
     post: tuple[Plugin, ...] = ()
     plugins: tuple[Any, ...] = ()
 
+    def __post_init__(self) -> None:
+        # Bound once: the hot path neither looks the methods up nor wraps each call in a function.
+        object.__setattr__(self, "_pre_calls", tuple((p, p.pre_hook) for p in self.pre))
+        object.__setattr__(self, "_post_calls", tuple((p, p.post_hook) for p in self.post))
+
     def run_pre(self, invocation: Invocation) -> None:
-        for plugin in self.pre:
-            _safe(plugin, "pre_hook", invocation)
+        for plugin, hook in self._pre_calls:  # type: ignore[attr-defined]
+            try:
+                hook(invocation)
+            except Exception:
+                log.exception("pre_hook of plugin %r raised; going on", getattr(plugin, "name", plugin))
 
     def run_post(self, invocation: Invocation, outcome: Outcome) -> None:
-        for plugin in self.post:
-            _safe(plugin, "post_hook", invocation, outcome)
+        for plugin, hook in self._post_calls:  # type: ignore[attr-defined]
+            try:
+                hook(invocation, outcome)
+            except Exception:
+                log.exception("post_hook of plugin %r raised; going on", getattr(plugin, "name", plugin))
 
     def _with(self, hook: str) -> list[Any]:
         return [p for p in self.plugins if callable(getattr(p, hook, None))]

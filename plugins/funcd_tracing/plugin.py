@@ -59,6 +59,7 @@ _globals_lock = threading.Lock()
 _globals_installed = False
 _EMPTY = Context()
 UNSAMPLED = TraceFlags(TraceFlags.DEFAULT)
+INVALID = trace.INVALID_SPAN_CONTEXT
 
 
 @dataclass
@@ -214,7 +215,7 @@ class TracingPlugin:
         span without the SDK's sampling machinery: it only carries the ids that go on to daprd."""
         rate = self._root_rate
         if rate is not None:
-            inbound = trace.get_current_span(parent).get_span_context()
+            inbound = INVALID if parent is _EMPTY else trace.get_current_span(parent).get_span_context()
             if inbound.is_valid:
                 if not inbound.trace_flags.sampled:
                     return NonRecordingSpan(
