@@ -272,7 +272,7 @@ def markdown(r: dict[str, Any]) -> str:
     lines = [
         f"Run on {m['cores']} cores (load average at start {m['loadavg_start']}), Jaeger {r['jaeger']}, "
         f"tracing.samplingRate {r['sampling']:g} for the plugins-on rows; "
-        "`.venv/bin/python bench/run.py --only plugins`.",
+        f"`.venv/bin/python bench/run.py --only plugins --plugins-sampling {r['sampling']:g}`.",
         "",
         common.md_table(
             ["target", "ratio", "limit", "pass"],
