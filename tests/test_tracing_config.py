@@ -60,7 +60,7 @@ def test_settings_from_the_context():
 def test_without_a_pod_the_instance_is_host_and_pid():
     c = from_sources(ctx("name: f\n"), {})
     assert c.resource["faas.instance"] == f"{socket.gethostname()}-{os.getpid()}"
-    assert (c.endpoint, c.protocol, c.timeout) == ("http://localhost:4317", "grpc", 5.0)
+    assert (c.endpoint, c.protocol, c.timeout) == ("", "grpc", 5.0)  # no collector named: none
 
 
 def test_otel_environment_overrides_the_context():

@@ -3,6 +3,8 @@ same rate from render: tests/test_render_observability.py); ``OTEL_TRACES_SAMPLE
 
 from __future__ import annotations
 
+from typing import Any
+
 from funcd_tracing import TracingPlugin
 from funcd_tracing.config import from_sources
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -66,3 +68,32 @@ def test_every_trace_by_default_and_the_environment_wins() -> None:
     assert (config.sampler, config.sampler_arg) == ("traceidratio", 0.5)
     config = from_sources(parse_context(context(0.25)), {"OTEL_TRACES_SAMPLER": "always_on"})
     assert config.sampler == "always_on"
+
+
+def test_without_a_collector_nothing_is_recorded_and_the_callers_context_is_passed_on() -> None:
+    plugin = TracingPlugin(parse_context(context(None)), environ={}, install_globals=False)
+    assert plugin.config.endpoint == "" and not plugin.provider._active_span_processor._span_processors
+
+    def span_of(traceparent: str = "") -> Any:
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/"}
+        if traceparent:
+            environ["HTTP_TRACEPARENT"] = traceparent
+        invocation = Invocation(None, http_event(environ, b"", "x"), "x")  # type: ignore[arg-type]
+        plugin.pre_hook(invocation)
+        span = invocation.state["tracing"].span
+        outcome = Outcome(Status.SUCCESS)
+        outcome.reply = 200
+        plugin.post_hook(invocation, outcome)
+        return span
+
+    inbound = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    span = span_of(inbound)
+    ids = span.get_span_context()
+    assert not span.is_recording()
+    assert (f"{ids.trace_id:032x}", f"{ids.span_id:016x}", ids.trace_flags.sampled) == (
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        "00f067aa0ba902b7",
+        True,
+    )  # daprd continues the caller's trace, as if this function were not traced
+    root = span_of().get_span_context()
+    assert root.is_valid and not root.trace_flags.sampled and not span_of().is_recording()

@@ -71,7 +71,8 @@ class TracingConfig:
     provider: Provider
     """``opentelemetry`` or ``skywalking`` (adds the ``sw8`` propagator)."""
     endpoint: str
-    """Where spans are exported, with a scheme (``http://host:4317``, ``http://host:4318/v1/traces``)."""
+    """Where spans are exported, with a scheme (``http://host:4317``, ``http://host:4318/v1/traces``);
+    '' when no collector is named (nothing is recorded or exported; the trace context still flows)."""
     protocol: Protocol
     """OTLP over ``grpc`` or ``http/protobuf``."""
     headers: Mapping[str, str] = field(default_factory=dict)
@@ -237,7 +238,7 @@ def from_sources(context: FunctionContext, environ: Mapping[str, str]) -> Tracin
         endpoint = with_scheme(exporter.endpoint)
         endpoint = _http_traces_path(endpoint) if protocol == "http/protobuf" else endpoint
     else:
-        endpoint = "http://localhost:4317" if protocol == "grpc" else "http://localhost:4318/v1/traces"
+        endpoint = ""  # no collector named: the context still propagates, nothing is exported
 
     if found := _first(environ, "OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"):
         headers = parse_pairs(found[1], found[0], decode=True)

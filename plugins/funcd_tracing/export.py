@@ -84,15 +84,8 @@ def build_provider(
     """A provider exporting through ``processor`` if given, else a batch processor over ``exporter``
     (default: the OTLP exporter the config names)."""
     provider = TracerProvider(resource=Resource.create(dict(config.resource)), sampler=sampler(config))
-    if processor is None:
-        processor = BatchSpanProcessor(
-            exporter or otlp_exporter(config),
-            max_queue_size=config.max_queue,
-            max_export_batch_size=config.max_batch,
-            schedule_delay_millis=config.schedule_delay_ms,
-            export_timeout_millis=config.timeout * 1000,
-        )
-    provider.add_span_processor(processor)
+    if processor is not None or exporter is not None or config.endpoint:
+        provider.add_span_processor(processor or batch_processor(exporter or otlp_exporter(config), config))
     return provider
 
 
@@ -113,3 +106,13 @@ def shutdown(provider: TracerProvider, wait: float) -> bool:
         log.warning("tracing: spans not flushed within %gs; the collector did not answer", wait)
         return False
     return True
+
+
+def batch_processor(exporter: SpanExporter, config: TracingConfig) -> BatchSpanProcessor:
+    return BatchSpanProcessor(
+        exporter,
+        max_queue_size=config.max_queue,
+        max_export_batch_size=config.max_batch,
+        schedule_delay_millis=config.schedule_delay_ms,
+        export_timeout_millis=config.timeout * 1000,
+    )

@@ -160,6 +160,8 @@ class TracingPlugin:
         """This worker's TracerProvider."""
         self.tracer = self.provider.get_tracer("funcd_tracing")
         self._root_rate = export.root_rate(self.config)
+        self._silent = not (span_processor or exporter or self.config.endpoint)
+        """No collector named: nothing is recorded; the inbound trace context is passed on as is."""
         self._ids = self.provider.id_generator
         self._sw8 = self.config.provider == "skywalking"
         self.tags = dict(self.config.tags)
@@ -213,6 +215,13 @@ class TracingPlugin:
     def _start(self, name: str, parent: Context, kind: SpanKind) -> Span:
         """The invocation's span. With a parent-based sampler, an unsampled call gets a non-recording
         span without the SDK's sampling machinery: it only carries the ids that go on to daprd."""
+        if self._silent:
+            inbound = INVALID if parent is _EMPTY else trace.get_current_span(parent).get_span_context()
+            if inbound.is_valid:
+                return NonRecordingSpan(inbound)  # calls to daprd carry the caller's context on
+            return NonRecordingSpan(
+                SpanContext(self._ids.generate_trace_id(), self._ids.generate_span_id(), False, UNSAMPLED)
+            )
         rate = self._root_rate
         if rate is not None:
             inbound = INVALID if parent is _EMPTY else trace.get_current_span(parent).get_span_context()
@@ -299,7 +308,12 @@ class TracingPlugin:
                 exporter,
                 self.config.endpoint,
             )
-        if self.enabled:
+        if self.enabled and self._silent:
+            log.info(
+                "tracing: no collector named (tracing.provider.exporter.endpoint or "
+                "OTEL_EXPORTER_OTLP_ENDPOINT): no span is exported; trace ids still reach logs and daprd"
+            )
+        elif self.enabled:
             log.debug(
                 "tracing: exporting to %s over %s as %r",
                 self.config.endpoint,
