@@ -21,6 +21,7 @@ import yaml
 
 from tests.e2e.stack_kube import Kubectl
 from tests.e2e.stack_node import Node
+from tests.e2e.stack_procs import StackError, wait_until
 from tests.e2e.stack_redis import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -202,3 +203,73 @@ def xadd_order(redis: RedisServer, stream: str, n: int, customer: str) -> None:
         "data": {"n": n, "customer": customer, "amount": 1},
     }
     redis.command("XADD", stream, "*", "data", json.dumps(ce))
+
+
+def watch_ready(kubectl: Kubectl, name: str, ns: str, procs: list[Any], timeout: float) -> list[str]:
+    """Poll the Function's Ready condition and its pods until Ready=True; returns what was seen, and
+    fails if Ready was ever True while no pod of the Function was Ready."""
+    from tests.e2e.stack_funcd_controller import _ready  # it imports this module
+
+    seen: list[str] = []
+
+    def step() -> bool:
+        ready = _ready(kubectl, name, ns)  # the Function first: a pod Ready now was Ready then too
+        any_pod_ready = any(pod_is_ready(p) for p in pods(kubectl, ns, name))
+        if ready is None:
+            return False
+        if not seen or seen[-1] != f"{ready['status']}/{ready['reason']}":
+            seen.append(f"{ready['status']}/{ready['reason']}")
+        if ready["status"] == "True":
+            assert any_pod_ready, f"Ready=True while no pod of {name} is Ready: {ready}"
+            return True
+        return False
+
+    try:
+        wait_until(step, f"Function {ns}/{name} to be Ready", timeout, procs, interval=0.3)
+    except StackError as exc:
+        raise StackError(f"{describe(kubectl, ns, name)}\n{exc}") from None
+    return seen
+
+
+def describe(kubectl: Kubectl, ns: str, name: str) -> str:
+    """The Function's status, its pods' container states and the namespace's events, for a failure."""
+    from tests.e2e.stack_funcd_controller import _get  # it imports this module
+
+    fn = _get(kubectl, "fn", name, ns) or {}
+    lines = [f"Function {ns}/{name} status: {json.dumps(fn.get('status'))}"]
+    for pod in pods(kubectl, ns, name):
+        for c in (pod.get("status") or {}).get("containerStatuses") or []:
+            lines.append(
+                f"pod {pod['metadata']['name']} {c['name']}: ready={c.get('ready')} {c.get('state')}"
+            )
+            logs = kubectl(
+                "logs", "-n", ns, pod["metadata"]["name"], "-c", c["name"], "--tail=15", check=False
+            )
+            lines.extend(f"    {line}" for line in logs.stdout.splitlines())
+    events = kubectl("get", "events", "-n", ns, "--sort-by=.lastTimestamp", check=False).stdout
+    lines.extend(events.splitlines()[-15:])
+    return "\n".join(lines)
+
+
+def publisher_function(images: PodImages, redis: str, tok: str) -> dict[str, Any]:
+    """http-to-pubsub publishing to ``orders-<tok>`` (what ``consumer_function(tok)`` reads), its daprd
+    in the pod."""
+    fn = sample_function("http-to-pubsub", images.function("http-to-pubsub"), redis)
+    serving = fn["spec"]["serving"]
+    serving["dapr"] = {"mode": "container"}
+    serving["outputs"][0]["dapr"]["topic"] = f"orders-{tok}"
+    return fn
+
+
+def deploy_pipeline(
+    kubectl: Kubectl, ns: str, consumer: dict[str, Any], publisher: dict[str, Any], procs: list[Any]
+) -> str:
+    """Apply pubsub-consumer and http-to-pubsub, wait until both are Ready; the publisher's address."""
+    kubectl.apply(consumer, "-n", ns)
+    kubectl.apply(publisher, "-n", ns)
+    watch_ready(kubectl, "pubsub-consumer", ns, procs, 120)
+    watch_ready(kubectl, "http-to-pubsub", ns, procs, 120)
+    address: str = wait_until(
+        lambda: endpoints(kubectl, ns, "http-to-pubsub"), "a ready endpoint of http-to-pubsub", 30
+    )[0]
+    return address

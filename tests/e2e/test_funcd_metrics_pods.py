@@ -19,17 +19,17 @@ from tests.e2e.stack_funcd_pods import (
     PodImages,
     consumer_function,
     delete_consumer_streams,
-    endpoints,
+    deploy_pipeline,
+    describe,
     pod_is_ready,
     pods,
     processed_numbers,
-    sample_function,
+    publisher_function,
 )
 from tests.e2e.stack_kube import Kubectl
 from tests.e2e.stack_node import Node
 from tests.e2e.stack_procs import Proc, wait_until
 from tests.e2e.stack_redis import RedisServer
-from tests.e2e.test_funcd_pods import _watch_ready, describe
 
 pytestmark = pytest.mark.e2e
 
@@ -66,19 +66,10 @@ def test_http_and_async_only_functions_serve_their_metrics_from_their_pods(
     procs = [controller, *node.group.procs]
     consumer = consumer_function(pod_images, node_redis, tok, scale=False)
     consumer["spec"]["serving"]["metrics"] = {"enabled": True}
-    publisher = sample_function("http-to-pubsub", pod_images.function("http-to-pubsub"), node_redis)
-    serving = publisher["spec"]["serving"]
-    serving["dapr"] = {"mode": "container"}
-    serving["outputs"][0]["dapr"]["topic"] = f"orders-{tok}"
-    serving["metrics"] = {"enabled": True, "path": "/internal/metrics"}
+    publisher = publisher_function(pod_images, node_redis, tok)
+    publisher["spec"]["serving"]["metrics"] = {"enabled": True, "path": "/internal/metrics"}
     try:
-        kubectl.apply(consumer, "-n", ns)
-        kubectl.apply(publisher, "-n", ns)
-        _watch_ready(kubectl, "pubsub-consumer", ns, procs, 120)
-        _watch_ready(kubectl, "http-to-pubsub", ns, procs, 120)
-        address = wait_until(
-            lambda: endpoints(kubectl, ns, "http-to-pubsub"), "a ready endpoint of http-to-pubsub", 30
-        )[0]
+        address = deploy_pipeline(kubectl, ns, consumer, publisher, procs)
         for n in range(3):
             r = requests.post(f"http://{address}/", json={"n": n, "customer": "ada", "amount": 1}, timeout=10)
             assert r.status_code == 202, r.text

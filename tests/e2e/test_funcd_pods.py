@@ -15,7 +15,6 @@ Redis as the pods reach it. What is proven:
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
@@ -26,7 +25,7 @@ import pytest
 import requests
 import yaml
 
-from tests.e2e.stack_funcd_controller import _get, _ready
+from tests.e2e.stack_funcd_controller import _get
 from tests.e2e.stack_funcd_pods import (
     COOLDOWN,
     PodImages,
@@ -39,57 +38,16 @@ from tests.e2e.stack_funcd_pods import (
     processed_numbers,
     sample_function,
     stream_events,
+    watch_ready,
     xadd_order,
 )
 from tests.e2e.stack_kube import KedaOperator, KubeAPIServer, Kubectl
 from tests.e2e.stack_node import Node
-from tests.e2e.stack_procs import Proc, StackError, wait_until
+from tests.e2e.stack_procs import Proc, wait_until
 from tests.e2e.stack_redis import RedisServer
 from tests.support import run_cli
 
 pytestmark = pytest.mark.e2e
-
-
-def _watch_ready(kubectl: Kubectl, name: str, ns: str, procs: list[Any], timeout: float) -> list[str]:
-    """Poll the Function's Ready condition and its pods until Ready=True; returns what was seen, and
-    fails if Ready was ever True while no pod of the Function was Ready."""
-    seen: list[str] = []
-
-    def step() -> bool:
-        ready = _ready(kubectl, name, ns)  # the Function first: a pod Ready now was Ready then too
-        any_pod_ready = any(pod_is_ready(p) for p in pods(kubectl, ns, name))
-        if ready is None:
-            return False
-        if not seen or seen[-1] != f"{ready['status']}/{ready['reason']}":
-            seen.append(f"{ready['status']}/{ready['reason']}")
-        if ready["status"] == "True":
-            assert any_pod_ready, f"Ready=True while no pod of {name} is Ready: {ready}"
-            return True
-        return False
-
-    try:
-        wait_until(step, f"Function {ns}/{name} to be Ready", timeout, procs, interval=0.3)
-    except StackError as exc:
-        raise StackError(f"{describe(kubectl, ns, name)}\n{exc}") from None
-    return seen
-
-
-def describe(kubectl: Kubectl, ns: str, name: str) -> str:
-    """The Function's status, its pods' container states and the namespace's events, for a failure."""
-    fn = _get(kubectl, "fn", name, ns) or {}
-    lines = [f"Function {ns}/{name} status: {json.dumps(fn.get('status'))}"]
-    for pod in pods(kubectl, ns, name):
-        for c in (pod.get("status") or {}).get("containerStatuses") or []:
-            lines.append(
-                f"pod {pod['metadata']['name']} {c['name']}: ready={c.get('ready')} {c.get('state')}"
-            )
-            logs = kubectl(
-                "logs", "-n", ns, pod["metadata"]["name"], "-c", c["name"], "--tail=15", check=False
-            )
-            lines.extend(f"    {line}" for line in logs.stdout.splitlines())
-    events = kubectl("get", "events", "-n", ns, "--sort-by=.lastTimestamp", check=False).stdout
-    lines.extend(events.splitlines()[-15:])
-    return "\n".join(lines)
 
 
 def test_http_sample_answers_from_its_pod_and_is_ready_only_then(
@@ -98,7 +56,7 @@ def test_http_sample_answers_from_its_pod_and_is_ready_only_then(
     ns = restricted_ns
     fn = sample_function("hello-http", pod_images.function("hello-http"))
     kubectl.apply(fn, "-n", ns)
-    seen = _watch_ready(kubectl, "hello-http", ns, [controller, *node.group.procs], 90)
+    seen = watch_ready(kubectl, "hello-http", ns, [controller, *node.group.procs], 90)
     assert seen[0] == "False/WorkloadUnavailable" and seen[-1] == "True/Available", seen
 
     addresses = wait_until(
@@ -163,7 +121,7 @@ def test_pubsub_consumer_scales_from_zero_handles_every_event_and_scales_back(
             60,
             procs,
         )
-        seen = _watch_ready(kubectl, "pubsub-consumer", ns, procs, 120)
+        seen = watch_ready(kubectl, "pubsub-consumer", ns, procs, 120)
         assert seen[-1] == "True/Available", seen
         wait_until(
             lambda: len(processed_numbers(redis_server, tok)) == count,
@@ -201,7 +159,7 @@ def test_changing_the_image_while_events_flow_loses_none(
     count = 120
     try:
         kubectl.apply(consumer_function(pod_images, node_redis, tok, scale=False), "-n", ns)
-        _watch_ready(kubectl, "pubsub-consumer", ns, procs, 120)
+        watch_ready(kubectl, "pubsub-consumer", ns, procs, 120)
         uid = (_get(kubectl, "deployment", "pubsub-consumer", ns) or {})["metadata"]["uid"]
         first_pods = {p["metadata"]["name"] for p in pods(kubectl, ns, "pubsub-consumer")}
         published = threading.Event()

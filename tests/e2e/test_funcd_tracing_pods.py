@@ -30,16 +30,16 @@ from tests.e2e.stack_funcd_pods import (
     PodImages,
     consumer_function,
     delete_consumer_streams,
-    endpoints,
+    deploy_pipeline,
+    describe,
     processed_numbers,
-    sample_function,
+    publisher_function,
 )
 from tests.e2e.stack_jaeger import Jaeger
 from tests.e2e.stack_kube import Kubectl
 from tests.e2e.stack_node import Node
 from tests.e2e.stack_procs import Proc, StackError, wait_until
 from tests.e2e.stack_redis import RedisServer
-from tests.e2e.test_funcd_pods import _watch_ready, describe
 
 pytestmark = pytest.mark.e2e
 
@@ -48,16 +48,6 @@ def tracing_section(otlp: str) -> dict[str, Any]:
     """``serving.tracing`` exporting over OTLP/gRPC to ``otlp`` (``host:port`` as pods reach it)."""
     exporter = {"name": "otlp", "endpoint": f"http://{otlp}", "protocol": "grpc"}
     return {"enabled": True, "provider": {"name": "opentelemetry", "exporter": exporter}}
-
-
-def publisher_function(images: PodImages, redis: str, tok: str, otlp: str) -> dict[str, Any]:
-    """http-to-pubsub publishing to ``orders-<tok>``, its daprd in the pod, traced."""
-    fn = sample_function("http-to-pubsub", images.function("http-to-pubsub"), redis)
-    serving = fn["spec"]["serving"]
-    serving["dapr"] = {"mode": "container"}
-    serving["outputs"][0]["dapr"]["topic"] = f"orders-{tok}"
-    serving["tracing"] = tracing_section(otlp)
-    return fn
 
 
 @dataclass(frozen=True)
@@ -129,16 +119,11 @@ def test_an_http_function_and_a_consumer_in_real_pods_give_one_trace_in_jaeger(
     otlp = node.expose(jaeger.otlp_grpc_port)
     consumer = consumer_function(pod_images, node_redis, tok, scale=False)
     consumer["spec"]["serving"]["tracing"] = tracing_section(otlp)
-    publisher = publisher_function(pod_images, node_redis, tok, otlp)
+    publisher = publisher_function(pod_images, node_redis, tok)
+    publisher["spec"]["serving"]["tracing"] = tracing_section(otlp)
     producer_app, consumer_app = f"http-to-pubsub-{ns}", f"pubsub-consumer-{ns}"
     try:
-        kubectl.apply(consumer, "-n", ns)
-        kubectl.apply(publisher, "-n", ns)
-        _watch_ready(kubectl, "pubsub-consumer", ns, procs, 120)
-        _watch_ready(kubectl, "http-to-pubsub", ns, procs, 120)
-        address = wait_until(
-            lambda: endpoints(kubectl, ns, "http-to-pubsub"), "a ready endpoint of http-to-pubsub", 30
-        )[0]
+        address = deploy_pipeline(kubectl, ns, consumer, publisher, procs)
 
         trace_id, client_span = secrets.token_hex(16), secrets.token_hex(8)
         order = {"n": 7, "customer": "ada", "amount": 3}
