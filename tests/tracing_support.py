@@ -62,7 +62,7 @@ class Traced:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        server = start_appcallback(self.router, "127.0.0.1", port, 4)
+        server, _ = start_appcallback(self.router, "127.0.0.1", port, 4)
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         grpc.channel_ready_future(channel).result(timeout=10)
         self.servers.append((server, channel))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hmac
 import logging
 from concurrent import futures
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -19,6 +21,7 @@ from ..event import Event
 from ..model import Component
 from ..replies import Ack
 from .delivery import Router, binding_event, pubsub_event
+from .fanout import FanOut, RelayServer
 
 log = logging.getLogger("functions_framework.dapr")
 
@@ -143,6 +146,34 @@ class AppCallback(
         return appcallback_v1.HealthCheckResponse()
 
 
+class FannedOut(AppCallback):
+    """The AppCallback servicer of a worker among several: deliveries run in the least busy worker
+    (see ``runtime/fanout.py``); the rest is served here."""
+
+    def __init__(self, router: Router, fanout: FanOut) -> None:
+        super().__init__(router)
+        self.fanout = fanout
+
+    def OnTopicEvent(self, request: Any, context: Any) -> Any:
+        return self.fanout.dispatch("OnTopicEvent", request, context, super().OnTopicEvent)
+
+    def OnBulkTopicEvent(self, request: Any, context: Any) -> Any:
+        return self.fanout.dispatch("OnBulkTopicEvent", request, context, super().OnBulkTopicEvent)
+
+    OnBulkTopicEventAlpha1 = OnBulkTopicEvent
+
+    def OnBindingEvent(self, request: Any, context: Any) -> Any:
+        return self.fanout.dispatch("OnBindingEvent", request, context, super().OnBindingEvent)
+
+
+def local_handlers(servicer: AppCallback) -> dict[str, Any]:
+    """The delivery methods as this worker runs them itself (for deliveries relayed to it)."""
+    return {
+        name: partial(getattr(AppCallback, name), servicer)
+        for name in ("OnTopicEvent", "OnBulkTopicEvent", "OnBindingEvent")
+    }
+
+
 class TokenCheck(grpc.ServerInterceptor):  # type: ignore[misc]
     """Refuses calls whose ``dapr-api-token`` does not match APP_API_TOKEN."""
 
@@ -161,13 +192,18 @@ class TokenCheck(grpc.ServerInterceptor):  # type: ignore[misc]
         return self._deny
 
 
-def start_appcallback(router: Router, host: str, port: int, threads: int) -> grpc.Server:
-    """Start the AppCallback server on ``host:port`` (shared by workers) and return it."""
+def start_appcallback(
+    router: Router, host: str, port: int, threads: int, relay: Path | None = None, workers: int = 1
+) -> tuple[grpc.Server, RelayServer | None]:
+    """Start the AppCallback server on ``host:port`` (shared by workers) and return it. With a
+    ``relay`` directory (several workers), deliveries fan out over the ``workers`` workers: this one
+    also serves the deliveries the others relay to it."""
     limit = router.settings.max_body + 1024 * 1024
     token = router.settings.app_token
     interceptors = [TokenCheck(token)] if token else []
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="funcd-dapr"),
+        # A receiving worker holds a thread for every delivery in flight anywhere.
+        futures.ThreadPoolExecutor(max_workers=threads * workers, thread_name_prefix="funcd-dapr"),
         interceptors=interceptors,
         options=[
             ("grpc.so_reuseport", 1),
@@ -175,7 +211,8 @@ def start_appcallback(router: Router, host: str, port: int, threads: int) -> grp
             ("grpc.max_send_message_length", limit),
         ],
     )
-    servicer = AppCallback(router)
+    servicer = AppCallback(router) if relay is None else FannedOut(router, FanOut(relay, threads))
+    relay_server = None if relay is None else RelayServer(relay, local_handlers(servicer))
     appcallback_service_v1.add_AppCallbackServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     appcallback_service_v1.add_AppCallbackAlphaServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     appcallback_service_v1.add_AppCallbackHealthCheckServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
@@ -183,4 +220,4 @@ def start_appcallback(router: Router, host: str, port: int, threads: int) -> grp
     if bound == 0:
         raise OSError(f"cannot listen for Dapr on {host}:{port}")
     server.start()
-    return server
+    return server, relay_server

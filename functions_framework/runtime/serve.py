@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import replace
 from multiprocessing import util as mp_util
+from pathlib import Path
 from typing import Any
 
 from ..access_log import AccessLog
@@ -35,11 +38,16 @@ log = logging.getLogger("functions_framework.serve")
 
 
 def build_worker(
-    function: LoadedFunction, context: FunctionContext, settings: Settings, lifecycle: Lifecycle
+    function: LoadedFunction,
+    context: FunctionContext,
+    settings: Settings,
+    lifecycle: Lifecycle,
+    relay: Path | None = None,
 ) -> HttpApp:
     """Build one worker: plugins, ``init_context``, invoker, and the runtimes the context asks for.
 
-    Runs in each worker process, after the fork; ``settings`` holds the bound ports.
+    Runs in each worker process, after the fork; ``settings`` holds the bound ports. ``relay``: the
+    directory through which the workers share gRPC deliveries (``runtime/fanout.py``).
     """
     hooks = load_plugins(context)
     if settings.access_log:
@@ -51,7 +59,7 @@ def build_worker(
     run_init_context(function, runtime_context)
     invoker = Invoker(function.adapter, runtime_context, hooks, settings.timeout)
     dapr_routes = None
-    grpc_server = None
+    grpc_server = relay_server = None
     if settings.app_protocol == "http" and context.uses_dapr:
         # daprd asks an HTTP app for /dapr/config and /dapr/subscribe even when nothing is subscribed
         # (a function with outputs only): funcd answers them, never the function.
@@ -62,7 +70,9 @@ def build_worker(
         from .dapr import start_appcallback
 
         router = Router(context, invoker, settings, lifecycle)
-        grpc_server = start_appcallback(router, settings.host, settings.dapr_port, settings.threads)
+        grpc_server, relay_server = start_appcallback(
+            router, settings.host, settings.dapr_port, settings.threads, relay, settings.workers
+        )
     app = HttpApp(invoker, settings, lifecycle, dapr_routes, context.has_http, hooks.routes())
     app.keep_alive = grpc_server  # the gRPC server stops when garbage-collected
 
@@ -70,6 +80,8 @@ def build_worker(
         hooks.worker_stopping()
         if grpc_server is not None:
             grpc_server.stop(1.0)
+        if relay_server is not None:
+            relay_server.close()
         runtime_context.close()
 
     # Granian's workers are multiprocessing children, which leave through os._exit: atexit handlers
@@ -109,12 +121,7 @@ def announce(context: FunctionContext, settings: Settings) -> None:
         )
         log.info("serving Dapr app callbacks for %s on %s", ", ".join(context.inputs), where)
         if protocol == "grpc" and workers > 1:
-            log.warning(
-                "daprd opens a single gRPC connection to its app, so with the grpc app protocol one of "
-                "the %d workers receives the deliveries; use --app-protocol http (or more replicas) "
-                "to spread them over every worker",
-                workers,
-            )
+            log.info("the worker that receives daprd's connection hands deliveries to all %d", workers)
 
 
 def resolve_ports(
@@ -156,10 +163,23 @@ def serve(
     try:
         if settings.server == "wsgiref":
             return _serve_wsgiref(function, context, settings, lifecycle, on_ready)
-        return _serve_granian(function, context, settings, lifecycle, supervisor)
+        relay = fans_out(context, settings)
+        try:
+            return _serve_granian(function, context, settings, lifecycle, supervisor, relay)
+        finally:
+            if relay is not None:
+                shutil.rmtree(relay, ignore_errors=True)
     finally:
         for sock in reservations:
             sock.close()
+
+
+def fans_out(context: FunctionContext, settings: Settings) -> Path | None:
+    """A private directory (0700) for the workers' relay sockets when several workers share gRPC
+    deliveries (``runtime/fanout.py``), else None. No gRPC here: the supervisor forks."""
+    if context.inputs and settings.app_protocol == "grpc" and settings.workers > 1:
+        return Path(tempfile.mkdtemp(prefix="funcd-relay-"))
+    return None
 
 
 def _serve_granian(
@@ -168,6 +188,7 @@ def _serve_granian(
     settings: Settings,
     lifecycle: Lifecycle,
     supervisor_hooks: SupervisorHooks,
+    relay: Path | None,
 ) -> int:
     from granian.constants import Interfaces
     from granian.server.mp import MPServer
@@ -227,7 +248,7 @@ def _serve_granian(
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         die_with_parent(supervisor)
-        return build_worker(function, context, settings, lifecycle)
+        return build_worker(function, context, settings, lifecycle, relay)
 
     supervisor = os.getpid()
 
