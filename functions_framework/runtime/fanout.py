@@ -5,8 +5,9 @@ worker process receives every delivery. With several workers, that worker hands 
 
 - every worker listens on a Unix socket, ``<pid>.sock``, in a private directory the supervisor
   makes (``serve.fans_out``), and runs what arrives there with its own handler (``RelayServer``);
-- the receiving worker sends each delivery to the worker with the fewest of its deliveries in
-  flight, itself included, at most ``threads`` per worker (``FanOut.dispatch``), and waits;
+- the receiving worker sends each delivery to the other worker with the fewest of its deliveries
+  in flight, at most ``threads`` per worker, and runs one itself only when every other worker is
+  full (``FanOut.dispatch``): its own handlers would compete for its GIL with the relaying;
 - the answer daprd gets is the answer of the worker that ran the handler, so an event is still
   acknowledged only after its handler finished. When that worker dies first, the call fails with
   UNAVAILABLE and daprd redelivers the event.
@@ -23,6 +24,7 @@ import os
 import pickle
 import socket
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -43,6 +45,8 @@ MESSAGES: dict[str, tuple[Any, Any]] = {
 _LENGTH = struct.Struct("!I")
 _RESCAN = 1.0  # seconds between looks for workers that started or stopped
 _RESCAN_WHEN_FULL = 0.05  # ... while every known worker is busy
+SWITCH_INTERVAL = 0.0005
+"""``sys.setswitchinterval`` in the worker that receives daprd's connection."""
 
 
 def _send(sock: socket.socket, payload: bytes) -> None:
@@ -183,6 +187,7 @@ class FanOut:
         self._peers: dict[int, _Peer] = {}
         self._local = 0
         self._scanned = -math.inf
+        self._switch_set = False
 
     def dispatch(self, method: str, request: Any, context: Any, local: Handler) -> Any:
         """Run ``method`` here (``local``) or in the least busy worker; return its response."""
@@ -198,15 +203,19 @@ class FanOut:
                 self._release(peer)
 
     def _acquire(self) -> _Peer | None:
+        """The least busy other worker with a free slot; this worker when every other one is full;
+        else wait for a slot."""
         with self._cond:
+            if not self._switch_set:
+                # The handlers running here hold the GIL for up to the switch interval (5 ms by
+                # default) while relayed calls wait for it to pass on deliveries and answers.
+                sys.setswitchinterval(SWITCH_INTERVAL)
+                self._switch_set = True
             while True:
                 if time.monotonic() - self._scanned >= _RESCAN:
                     self._rescan()
-                best, load = None, self._local if self._local < self.capacity else math.inf
-                for peer in self._peers.values():
-                    if peer.busy < self.capacity and peer.busy < load:
-                        best, load = peer, peer.busy
-                if best is not None:
+                best = min(self._peers.values(), key=lambda p: p.busy, default=None)
+                if best is not None and best.busy < self.capacity:
                     best.busy += 1
                     return best
                 if self._local < self.capacity:

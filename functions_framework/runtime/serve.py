@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import socket
 import sys
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -33,6 +31,7 @@ from .drain import wait_drained
 from .http import HttpApp
 from .lifecycle import Lifecycle
 from .ports import check_ports, serving_claims
+from .scratch import owned_directory
 
 log = logging.getLogger("functions_framework.serve")
 
@@ -164,21 +163,17 @@ def serve(
         if settings.server == "wsgiref":
             return _serve_wsgiref(function, context, settings, lifecycle, on_ready)
         relay = fans_out(context, settings)
-        try:
-            return _serve_granian(function, context, settings, lifecycle, supervisor, relay)
-        finally:
-            if relay is not None:
-                shutil.rmtree(relay, ignore_errors=True)
+        return _serve_granian(function, context, settings, lifecycle, supervisor, relay)
     finally:
         for sock in reservations:
             sock.close()
 
 
 def fans_out(context: FunctionContext, settings: Settings) -> Path | None:
-    """A private directory (0700) for the workers' relay sockets when several workers share gRPC
+    """A private directory for the workers' relay sockets when several workers share gRPC
     deliveries (``runtime/fanout.py``), else None. No gRPC here: the supervisor forks."""
     if context.inputs and settings.app_protocol == "grpc" and settings.workers > 1:
-        return Path(tempfile.mkdtemp(prefix="funcd-relay-"))
+        return Path(owned_directory("funcd-relay-"))
     return None
 
 

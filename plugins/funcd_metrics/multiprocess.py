@@ -9,11 +9,8 @@ to one supervisor:
 - ``create_directory()`` makes it (in the supervisor, before workers fork) and sets
   ``PROMETHEUS_MULTIPROC_DIR``: prometheus_client reads that variable itself, in every process, to
   decide where its values live, and setting it before the fork is the way its documentation gives.
-  The directory is removed when the supervisor exits. The supervisor (and, through fork, its
-  workers) holds an exclusive ``flock`` on ``<directory>/.owner`` for its whole life; a directory
-  whose owner lock can be taken was left by a supervisor killed with SIGKILL, and the next
-  ``create_directory`` in the same temporary folder removes it. (The lock, unlike a pid, means the
-  same thing across PID namespaces that share the folder.)
+  The directory is removed when the supervisor exits, or, when a SIGKILL left it, by the next
+  supervisor (``functions_framework/runtime/scratch.py``).
 - ``retire_worker(directory, pid)`` runs in the supervisor once a worker has exited: the worker's
   counters and histograms are added into ``<type>_archive.db`` (so totals never go down and the
   directory does not grow with every restarted worker), its live gauges are dropped
@@ -25,25 +22,21 @@ to one supervisor:
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import fcntl
 import glob
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from functions_framework.runtime.scratch import owned_directory
+
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 LOCK_FILE = ".lock"
-OWNER_FILE = ".owner"
 PREFIX = "funcd-metrics-"
-_owner_locks: list[int] = []
-"""File descriptors of the owner locks this process holds (kept open: closing one releases it)."""
 ARCHIVE = "archive"
 """The ``<pid>`` part of the files holding what retired workers counted."""
 
@@ -61,47 +54,12 @@ def _locked(directory: str, mode: int) -> Iterator[None]:
 
 
 def create_directory() -> str:
-    """A new private directory for this supervisor's workers, named in ``PROMETHEUS_MULTIPROC_DIR``
-    and removed when this process exits (not when a forked child exits). Directories left by killed
-    supervisors in the same temporary folder are removed."""
-    staging = tempfile.mkdtemp(prefix=f".{PREFIX}")  # not yet under PREFIX: no cleaner sees it
-    fd = os.open(os.path.join(staging, OWNER_FILE), os.O_RDWR | os.O_CREAT, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    _owner_locks.append(fd)
-    directory = os.path.join(os.path.dirname(staging), os.path.basename(staging)[1:])
-    os.rename(staging, directory)  # appears under PREFIX already locked
-    remove_abandoned(os.path.dirname(directory))
+    """A new private directory for this supervisor's workers (``runtime/scratch.py``: removed when
+    the supervisor exits, or by the next one when it was killed), named in
+    ``PROMETHEUS_MULTIPROC_DIR``."""
+    directory = owned_directory(PREFIX)
     os.environ[ENV] = directory
-    owner = os.getpid()
-
-    def remove() -> None:
-        if os.getpid() == owner:  # forked children inherit atexit handlers
-            shutil.rmtree(directory, ignore_errors=True)
-
-    atexit.register(remove)
     return directory
-
-
-def remove_abandoned(parent: str) -> list[str]:
-    """Remove the directories under ``parent`` whose owner lock is free (their supervisor and its
-    workers are gone). Returns what was removed."""
-    removed = []
-    for path in glob.glob(os.path.join(parent, f"{PREFIX}*")):
-        try:
-            fd = os.open(os.path.join(path, OWNER_FILE), os.O_RDWR)
-        except OSError:  # not ours to judge (no owner file, not a directory, not readable)
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue  # in use
-        try:
-            shutil.rmtree(path, ignore_errors=True)
-        finally:
-            os.close(fd)
-        removed.append(path)
-    return removed
 
 
 def use_directory() -> None:
