@@ -150,3 +150,22 @@ def write_function(folder: Path, source: str, context: str | None = None) -> Pat
     if context is not None:
         (folder / "function.yaml").write_text(context)
     return folder
+
+
+def receiving_worker(pids: set[int], port: int) -> int:
+    """The worker holding the established TCP connection to ``port`` (read from /proc)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+                inodes.add(fields[9])
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:[") and target[8:-1] in inodes:
+                return pid
+    raise AssertionError(f"no worker of {pids} holds a connection to port {port}")

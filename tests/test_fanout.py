@@ -15,7 +15,7 @@ import grpc
 import pytest
 from dapr.proto import appcallback_service_v1, appcallback_v1
 
-from tests.support import write_function
+from tests.support import receiving_worker, write_function
 from tests.test_dapr_runtime import dapr_port
 
 SUCCESS = appcallback_v1.TopicEventResponse.SUCCESS
@@ -156,25 +156,6 @@ def test_acks_and_aborts_come_back_from_the_worker_that_ran_the_handler(start):
         pid for kind, pid in kinds if kind == "pubsub"
     }
     assert len({pid for _, pid in kinds}) == 2, kinds
-
-
-def receiving_worker(pids: set[int], port: int) -> int:
-    """The worker holding the established TCP connection to ``port`` (read from /proc)."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
-                inodes.add(fields[9])
-    for pid in pids:
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            try:
-                target = os.readlink(fd)
-            except OSError:
-                continue
-            if target.startswith("socket:[") and target[8:-1] in inodes:
-                return pid
-    raise AssertionError(f"no worker of {pids} holds a connection to port {port}")
 
 
 def test_a_worker_killed_mid_delivery_fails_the_call_so_daprd_redelivers(start, tmp_path):

@@ -51,7 +51,7 @@ import requests
 from tests.e2e.stack_dapr import DaprdFactory, Sidecar, component
 from tests.e2e.stack_procs import free_port
 from tests.e2e.stack_redis import RedisServer
-from tests.support import FUNCD, write_function
+from tests.support import FUNCD, receiving_worker, write_function
 
 HOST = "127.0.0.1"
 
@@ -662,10 +662,19 @@ def test_oversized_event_over_http_app_protocol(
 LOAD = 2000
 
 
+@pytest.mark.parametrize("victim", ["group", "worker"])
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_every_event_is_handled_at_least_once_across_kill_9(
-    protocol: str, tmp_path: Path, redis_server: RedisServer, daprd: DaprdFactory, funcd_group: FuncdFactory
+    protocol: str,
+    victim: str,
+    tmp_path: Path,
+    redis_server: RedisServer,
+    daprd: DaprdFactory,
+    funcd_group: FuncdFactory,
 ) -> None:
+    """kill -9 of funcd's process group (a container crash), or of one of its 2 workers mid-event:
+    over gRPC the one the deliveries are relayed to, so that its calls fail in the worker holding
+    daprd's connection. Every worker handles deliveries before the kill, on both protocols."""
     tok = uuid.uuid4().hex[:8]
     folder = write_function(
         tmp_path / "fn", FUNCTION, context_yaml(tok, dead_letter=False, plain=False, stores=False)
@@ -693,7 +702,15 @@ def test_every_event_is_handled_at_least_once_across_kill_9(
     for i in range(0, LOAD // 2, 250):
         bulk_publish(stack.sidecar, "pubsub", topic, events[i : i + 250])
     poll(lambda: len(record.entries()) >= LOAD // 8, f"{LOAD // 8} events handled", server=stack.server)
-    stack.server.kill()  # SIGKILL to funcd's process group: the supervisor and both workers
+    workers = {e["pid"] for e in record.entries()}
+    assert len(workers) == 2, f"deliveries reached {len(workers)} of the 2 workers"
+    if victim == "group":
+        stack.server.kill()  # SIGKILL to funcd's process group: the supervisor and both workers
+    else:
+        dies = workers - {receiving_worker(workers, stack.app_port)} if protocol == "grpc" else workers
+        os.kill(min(dies), signal.SIGKILL)
+        assert stack.server.wait(30) != 0  # a worker that dies stops funcd: its container restarts
+        stack.server.kill()
     before = record.keys()
     for i in range(LOAD // 2, LOAD, 250):
         bulk_publish(stack.sidecar, "pubsub", topic, events[i : i + 250])
@@ -775,7 +792,7 @@ def test_sigterm_drains_slow_events_in_flight_and_the_rest_are_redelivered(
         protocol,
         {"FUNCD_E2E_RECORD": str(record.path), "FUNCD_E2E_GATE": str(gate)},
         "--workers",
-        "1",
+        "2",
         "--threads",
         "64",
         "--grace",

@@ -146,7 +146,7 @@ class Setup:
         assert sidecar.app_port is not None
         args = [
             "--app-protocol", self.protocol, "--dapr-address", sidecar.grpc_address,
-            "--dapr-http-address", f"127.0.0.1:{sidecar.http_port}", "--workers", "1", "--threads", "16",
+            "--dapr-http-address", f"127.0.0.1:{sidecar.http_port}", "--workers", "2", "--threads", "16",
         ]  # fmt: skip
         port = sidecar.app_port if self.protocol == "http" else free_port()
         if self.protocol == "grpc":
