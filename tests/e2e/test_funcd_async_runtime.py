@@ -90,7 +90,10 @@ def handler(context, event):
         raise ff.Drop(f"expected a JSON object, got {type(data).__name__}")
     key = str(data.get("key") or event.id)
     action = data.get("action", "order")
-    if action == "count":  # the load test: no reads of the record file
+    if action == "count":  # the load test: no reads of the record file; CPU-bound for "cpu" seconds
+        end = time.thread_time() + data.get("cpu", 0)
+        while time.thread_time() < end:
+            pass
         record(key=key, id=event.id, phase="done")
         return None
     seen = attempts(key)
@@ -695,7 +698,8 @@ def test_every_event_is_handled_at_least_once_across_kill_9(
         "--workers",
         "2",
     )
-    events = [{"key": f"e{i}", "action": "count", "seq": i} for i in range(LOAD)]
+    # A CPU-bound handler (1 ms), so that over gRPC the deliveries are relayed to the other worker.
+    events = [{"key": f"e{i}", "action": "count", "seq": i, "cpu": 0.001} for i in range(LOAD)]
     topic, group = f"orders-{tok}", f"c-{tok}"
     # The first half, then kill -9 while it is being handled; the second half arrives while the
     # function is down.
@@ -709,7 +713,8 @@ def test_every_event_is_handled_at_least_once_across_kill_9(
     else:
         dies = workers - {receiving_worker(workers, stack.app_port)} if protocol == "grpc" else workers
         os.kill(min(dies), signal.SIGKILL)
-        assert stack.server.wait(30) != 0  # a worker that dies stops funcd: its container restarts
+        # A worker that dies stops funcd (its container restarts); the other worker gets --grace.
+        assert stack.server.wait(60) != 0
         stack.server.kill()
     before = record.keys()
     for i in range(LOAD // 2, LOAD, 250):
