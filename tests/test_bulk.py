@@ -19,6 +19,7 @@ import functions_framework as ff
 from functions_framework import testing
 from functions_framework.errors import ContextError, SignatureError
 from functions_framework.event import Trigger
+from functions_framework.loader import load_function
 from functions_framework.model import parse_context_text, parse_function
 from functions_framework.model.bulk import BulkSubscribe, bulk_subscribe
 from tests.support import write_function
@@ -61,13 +62,18 @@ triggers:
     - name: msg
       type: pubsub.redis
       topic: orders
-      metadata: {bulkSubscribe: "true", maxBulkSubCount: "50", maxBulkSubAwaitDurationMs: "200", rawPayload: "false"}
+      metadata:
+        bulkSubscribe: "true"
+        maxBulkSubCount: "50"
+        maxBulkSubAwaitDurationMs: "200"
+        rawPayload: "false"
     - {name: single, type: pubsub.redis, topic: singles}
 outputs:
   next: {componentName: msg, componentType: pubsub.redis, topic: processed}
 """
 
 PUBSUB = Trigger("pubsub", "msg")
+CE = "application/cloudevents+json"
 
 
 def event(data, event_id):
@@ -94,7 +100,10 @@ triggers:
   dapr:
     - {name: msg, type: pubsub.redis, topic: t, metadata: {bulkSubscribe: "yes", maxBulkSubCount: "0"}}
     - {name: cron, type: bindings.cron, metadata: {bulkSubscribe: "true"}}
-    - {name: m2, type: pubsub.redis, topic: u, metadata: {bulkSubscribe: true, maxBulkSubAwaitDurationMs: 1.5}}
+    - name: m2
+      type: pubsub.redis
+      topic: u
+      metadata: {bulkSubscribe: true, maxBulkSubAwaitDurationMs: 1.5}
 """
     with pytest.raises(ContextError) as info:
         parse_context_text(text, "function.yaml")
@@ -240,11 +249,9 @@ def test_per_event_handlers_run_the_entries_of_a_bulk_concurrently():
 
 def test_a_batch_handler_cannot_serve_the_http_trigger(tmp_path):
     folder = write_function(tmp_path / "f", BATCH, "name: f\ntriggers:\n  http: {port: 8080}\n")
+    context = parse_context_text((folder / "function.yaml").read_text())
     with pytest.raises(SignatureError, match="'batch' signature \\(context, events\\), which cannot serve"):
-        testing.load(folder)
-        from functions_framework.loader import load_function
-
-        load_function(folder / "main.py", context=parse_context_text((folder / "function.yaml").read_text()))
+        load_function(folder / "main.py", context=context)
 
 
 def test_a_batch_handler_must_take_two_parameters():
