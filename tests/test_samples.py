@@ -103,7 +103,10 @@ def test_pubsub_bulk_sample_takes_a_bulk_in_one_call_and_drops_what_is_not_an_or
 
     trigger = Trigger("pubsub", "orders-pubsub")
     orders = [{"customer": "ada", "amount": 5}, "not an order", {"customer": "ada", "amount": 2}]
-    events = [testing.make_event(o, trigger=trigger, topic="orders", id=f"e{i}") for i, o in enumerate(orders)]
+    events = [
+        testing.make_event(order, trigger=trigger, topic="orders", id=f"e{n}")
+        for n, order in enumerate(orders)
+    ]
     result = testing.call_bulk(SAMPLES / "pubsub-bulk", events)
     assert result.acks == ["SUCCESS", "DROP", "SUCCESS"]
     assert len(result.outcomes) == 1  # one call for the bulk
