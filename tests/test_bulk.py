@@ -234,17 +234,32 @@ def test_an_async_batch_handler():
     assert outcomes_of(handler, [event({"ok": True}, "a"), event({"ok": False}, "b")]) == ["SUCCESS", "DROP"]
 
 
-def test_per_event_handlers_run_the_entries_of_a_bulk_concurrently():
+def test_per_event_handlers_run_the_entries_of_a_slow_bulk_concurrently():
     barrier = threading.Barrier(4, timeout=10)  # passes only when 4 entries are in the handler at once
 
     def handler(context, event):
+        if event.id == "e0":
+            time.sleep(0.01)  # the first call runs alone; it is slow, so the rest run concurrently
+            return
         barrier.wait()
-        if event.data["n"] == 3:
+        if event.id == "e4":
             raise ff.Drop()
 
-    res = testing.call_bulk(handler, [event({"n": i}, f"e{i}") for i in range(4)])
-    assert res.acks == ["SUCCESS", "SUCCESS", "SUCCESS", "DROP"]
-    assert len(res.outcomes) == 4
+    res = testing.call_bulk(handler, [event({"n": i}, f"e{i}") for i in range(5)])
+    assert res.acks == ["SUCCESS", "SUCCESS", "SUCCESS", "SUCCESS", "DROP"]
+    assert len(res.outcomes) == 5
+
+
+def test_a_fast_per_event_handler_runs_the_entries_of_a_bulk_in_order_on_one_thread():
+    threads = []
+
+    def handler(context, event):
+        threads.append((event.id, threading.get_ident()))
+
+    res = testing.call_bulk(handler, [event({"n": i}, f"e{i}") for i in range(20)])
+    assert res.acks == ["SUCCESS"] * 20
+    assert [i for i, _ in threads] == [f"e{i}" for i in range(20)]
+    assert len({t for _, t in threads}) == 1
 
 
 def test_a_batch_handler_cannot_serve_the_http_trigger(tmp_path):
