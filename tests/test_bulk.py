@@ -454,3 +454,79 @@ def test_http_bulk_subscription_and_bulk_post(funcd, tmp_path, dapr_api):
     while "bulk entry 4 ('5') on msg/orders: expected a CloudEvent object" not in server.output:
         assert time.monotonic() < deadline, server.output
         time.sleep(0.02)
+
+
+# --- plugins ---------------------------------------------------------------------------------------
+
+PLUGIN_CONTEXT = """
+name: plugged
+inputs:
+  msg: {componentName: msg, componentType: pubsub.redis, topic: orders}
+tracing: {enabled: true}
+"""
+
+
+@ff.batch
+def three_outcomes(context, events):
+    return [None, "RETRY", "DROP"][: len(events)]
+
+
+def test_tracing_makes_one_span_per_batch_parented_on_the_first_event():
+    from tests.tracing_support import hex_trace, traced
+
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    t = traced(three_outcomes, PLUGIN_CONTEXT)
+    try:
+        headers = {"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}
+        events = [
+            testing.make_event({"n": i}, trigger=PUBSUB, id=f"e{i}", topic="orders", headers=headers)
+            for i in range(3)
+        ]
+        comp = t.router.context.inputs["msg"]
+        assert t.router.deliver_bulk(comp, events, "on msg/orders") == ["SUCCESS", "RETRY", "DROP"]
+        [span] = t.spans("orders process")
+        assert hex_trace(span) == trace_id
+        attrs = dict(span.attributes)
+        assert attrs["messaging.batch.message_count"] == 3
+        assert (attrs["funcd.batch.success"], attrs["funcd.batch.retry"], attrs["funcd.batch.drop"]) == (
+            1,
+            1,
+            1,
+        )
+        assert attrs["funcd.reply"] == "RETRY"  # the most severe
+    finally:
+        t.close()
+
+
+def test_metrics_count_each_event_of_a_batch():
+    from funcd_metrics import MetricsPlugin
+    from prometheus_client.parser import text_string_to_metric_families
+    from werkzeug.test import Client
+
+    from functions_framework.invocation import Invoker
+    from functions_framework.model.context import Metrics
+    from functions_framework.plugins import load_plugins
+    from functions_framework.runtime.delivery import Router
+    from functions_framework.runtime.http import HttpApp
+    from functions_framework.runtime.lifecycle import Lifecycle
+    from functions_framework.runtime_context import RuntimeContext
+    from functions_framework.settings import Settings
+
+    base = parse_context_text(PLUGIN_CONTEXT.replace("tracing: {enabled: true}\n", ""), "test")
+    context = ff.FunctionContext(name="plugged", inputs=base.inputs, metrics=Metrics(enabled=True))
+    hooks = load_plugins(context, extra={"metrics": MetricsPlugin})
+    loaded, _ = testing.load(three_outcomes)
+    invoker = Invoker(loaded.adapter, RuntimeContext(context), hooks)
+    router = Router(context, invoker, Settings(workers=1), Lifecycle())
+    events = [event({"n": i}, f"e{i}") for i in range(3)]
+    router.deliver_bulk(context.inputs["msg"], events, "on msg/orders")
+    router.deliver_bulk(context.inputs["msg"], events[:1], "on msg/orders")
+    client = Client(HttpApp(invoker, Settings(), Lifecycle(), routes=hooks.routes()))
+    text = client.get("/metrics").get_data(as_text=True)
+    counts = {
+        s.labels["outcome"]: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "funcd_invocations_total"
+    }
+    assert counts == {"SUCCESS": 2, "RETRY": 1, "DROP": 1}
