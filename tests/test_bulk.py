@@ -358,6 +358,16 @@ def test_grpc_bulk_reaches_a_batch_handler_with_a_status_per_entry(grpc_app, dap
         appcallback_v1.TopicEventBulkRequest(id="4", entries=shape, topic="other", pubsub_name="msg")
     )
     assert [s.status for s in resp.statuses] == [DROP, DROP]
+    # daprd 1.18 calls the stable AppCallback.OnBulkTopicEvent first (1.15 only the Alpha1 method).
+    stable = appcallback_service_v1.AppCallbackStub(channel).OnBulkTopicEvent(
+        appcallback_v1.TopicEventBulkRequest(
+            id="5",
+            entries=[ce_entry("p", {"action": "drop"}), ce_entry("q", {})],
+            topic="orders",
+            pubsub_name="msg",
+        )
+    )
+    assert [(s.entry_id, s.status) for s in stable.statuses] == [("p", DROP), ("q", SUCCESS)]
     # A single delivery reaches the batch handler as a list of one.
     single = appcallback_service_v1.AppCallbackStub(channel).OnTopicEvent(
         appcallback_v1.TopicEventRequest(
