@@ -540,3 +540,33 @@ def test_metrics_count_each_event_of_a_batch():
         if s.name == "funcd_invocations_total"
     }
     assert counts == {"SUCCESS": 2, "RETRY": 1, "DROP": 1}
+
+
+def test_http_bulk_entries_over_the_body_limit_are_refused_one_by_one(funcd, tmp_path, dapr_api):
+    folder = write_function(tmp_path / "f", BATCH, CONTEXT)
+    server = funcd(
+        str(folder),
+        "--app-protocol",
+        "http",
+        "--max-body",
+        "1KiB",
+        "--dapr-address",
+        dapr_api.address,
+        env=dapr_api.env(),
+    )
+
+    def entry(entry_id, data):
+        ce = {"specversion": "1.0", "id": entry_id, "source": "s", "type": "t", "data": data}
+        ce["datacontenttype"] = "application/json"
+        return {"entryId": entry_id, "event": ce, "contentType": CE, "metadata": {}}
+
+    envelope = {"id": "b", "type": "com.dapr.event.sent.bulk", "topic": "orders", "pubsubname": "msg"}
+    envelope["entries"] = [entry("small", {"n": 1}), entry("big", {"pad": "x" * 2000})]
+    r = requests.post(server.url + "/dapr/topics/msg", json=envelope, timeout=10)
+    assert r.json() == {
+        "statuses": [{"entryId": "small", "status": "SUCCESS"}, {"entryId": "big", "status": "DROP"}]
+    }
+    # More than maxBulkSubCount (50) times a single delivery's body: refused whole, dropped (404) by daprd.
+    envelope["entries"] = [entry(f"e{i}", {"pad": "x" * 100_000}) for i in range(40)]
+    r = requests.post(server.url + "/dapr/topics/msg", json=envelope, timeout=10)
+    assert r.status_code == 404 and "exceeds the limit" in r.json()["error"]

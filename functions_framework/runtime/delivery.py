@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from ..batching import entry_outcomes
@@ -125,7 +126,7 @@ class Router:
             if isinstance(entry, str):
                 acks[i] = self.reject(comp, entry)
                 continue
-            refused = self._too_large(entry, lambda e=entry: f"bulk entry {e.id!r} {where}")  # type: ignore[misc]
+            refused = self._too_large(entry, partial("bulk entry {!r} {}".format, entry.id, where))
             if refused is not None:
                 acks[i] = refused
             else:
