@@ -19,12 +19,16 @@ status) becomes an error for that message only; DROP and SUCCESS acknowledge it.
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import signal
 import uuid
 from collections import Counter
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.e2e.stack_dapr import DaprdFactory
 from tests.e2e.stack_redis import RedisServer
@@ -39,7 +43,8 @@ from tests.e2e.test_funcd_async_runtime import (
     poll,
     redis_pubsub,
 )
-from tests.support import write_function
+from tests.e2e.test_funcd_async_samples import Embedded, embedded  # noqa: F401 - the fixture
+from tests.support import SAMPLES, run_cli, write_function
 
 BATCH_FUNCTION = '''
 import json
@@ -303,3 +308,30 @@ def test_sigterm_drains_a_slow_batch_in_flight_and_the_rest_are_redelivered(
     print(
         f"in flight at SIGTERM: {len(in_flight)}; by the first: {len(done('1'))}; the new: {len(done('2'))}"
     )
+
+
+def test_pubsub_bulk_sample_embedded(embedded: Embedded, funcd_group: FuncdFactory) -> None:  # noqa: F811
+    server = funcd_group(SAMPLES / "pubsub-bulk", "--dapr-port", "0", "--workers", "1", env=embedded.env)
+    sidecar = embedded.wait_subscribed("pubsub-bulk")
+    pattern = re.compile(r"a bulk of (\d+) order\(s\), (\d+) dropped: (.*)")
+
+    def bulks() -> list[tuple[int, int, str]]:
+        found = (pattern.fullmatch(m) for m in server.messages("info"))
+        return [(int(m[1]), int(m[2]), m[3]) for m in found if m]
+
+    # `funcd publish` checks that daprd has subscribed (in-memory pub/sub loses what comes before).
+    env = {**os.environ, **embedded.env}
+    result = run_cli("publish", "orders", json.dumps({"customer": "ada", "amount": 45}), env=env)
+    assert result.returncode == 0, result.stderr
+    poll(lambda: bulks(), "the first order", server=server)
+    orders = [{"customer": "ada", "amount": n} for n in range(1, 11)] + ["not an order"]
+    entries = [
+        {"entryId": str(i), "event": o, "contentType": "application/json"} for i, o in enumerate(orders)
+    ]
+    url = f"http://127.0.0.1:{sidecar['http_port']}/v1.0-alpha1/publish/bulk/orders-pubsub/orders"
+    assert requests.post(url, json=entries, timeout=30).status_code == 204
+    poll(lambda: sum(n for n, _, _ in bulks()) == 12, "12 orders in bulks", server=server)
+    assert sum(d for _, d, _ in bulks()) == 1
+    amounts = [json.loads(a.replace("'", '"')).get("ada", 0) for _, _, a in bulks()]
+    assert sum(amounts) == 100
+    embedded.stop(server)
