@@ -30,6 +30,13 @@ _STATUS: dict[Ack, Any] = {
 }
 _RESPONSES = {ack: appcallback_v1.TopicEventResponse(status=status) for ack, status in _STATUS.items()}
 
+BULK_METADATA_OPTIONS = (("grpc.max_metadata_size", 1 << 20), ("grpc.absolute_max_metadata_size", 1 << 20))
+"""gRPC server options the AppCallback server needs for bulks (to be added by ``start_appcallback``):
+daprd adds a ``traceparent`` and a ``grpc-trace-bin`` header per traced entry of a bulk (dapr/dapr
+v1.15.4 and v1.18.3, ``diag.SpanContextToGRPCMetadata`` in the bulk publisher), about 170 bytes each,
+so a bulk of 50 traced entries exceeds gRPC's default 8 KiB and is refused (RESOURCE_EXHAUSTED,
+retried by daprd for ever). 1 MiB is room for about 6000 entries."""
+
 
 def _extensions(struct: Any) -> dict[str, Any]:
     return {k: struct[k] for k in struct} if struct else {}

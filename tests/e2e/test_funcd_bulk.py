@@ -335,3 +335,49 @@ def test_pubsub_bulk_sample_embedded(embedded: Embedded, funcd_group: FuncdFacto
     amounts = [json.loads(a.replace("'", '"')).get("ada", 0) for _, _, a in bulks()]
     assert sum(amounts) == 100
     embedded.stop(server)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="start_appcallback must add runtime.dapr.BULK_METADATA_OPTIONS to its server options "
+    "(owned by the worker fan-out change); remove this mark when it does",
+)
+def test_grpc_bulks_of_200_traced_entries_are_accepted(
+    tmp_path: Path,
+    redis_server: RedisServer,
+    daprd: DaprdFactory,
+    funcd_group: FuncdFactory,  # noqa: F811
+) -> None:
+    tok = uuid.uuid4().hex[:8]
+    folder = write_function(tmp_path / "fn", BATCH_FUNCTION, context_yaml(tok, count=200, wait_ms=500))
+    record = Record(tmp_path / "record.jsonl")
+    topic, group = f"bulk-{tok}", f"c-{tok}"
+    # Bulks of up to 200 entries, about 34 KiB of trace headers: over gRPC's hard default of 16 KiB.
+    # No redelivery within the test: a refused bulk stays pending and the poll below times out.
+    resources = [
+        redis_pubsub(
+            "pubsub",
+            redis_server,
+            group,
+            processingTimeout="600000",
+            redeliverInterval="0",
+            concurrency="200",
+        )
+    ]
+    stack = Stack(
+        daprd,
+        funcd_group,
+        folder,
+        resources,
+        "grpc",
+        {"FUNCD_E2E_RECORD": str(record.path)},
+        "--target",
+        "batch_handler",
+        "--workers",
+        "1",
+    )
+    events = [{"key": f"e{i}"} for i in range(1000)]
+    for i in range(0, len(events), 500):
+        bulk_publish(stack.sidecar, "pubsub", topic, events[i : i + 500])
+    poll(lambda: len(record.entries()) == 1000, "1000 events in bulks", timeout=30, server=stack.server)
+    assert max(e["batch"] for e in record.entries()) > 100
