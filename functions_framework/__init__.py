@@ -1,8 +1,9 @@
 """funcd's functions framework: serve ``handler(context, event)`` over HTTP and Dapr."""
 
-from .decorators import cloud_event, errorhandler, http, typed
+from .decorators import batch, cloud_event, errorhandler, http, typed
 from .errors import (
     BadCloudEvent,
+    BatchResultError,
     ContextError,
     Drop,
     EventDataError,
@@ -26,6 +27,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BadCloudEvent",
+    "BatchResultError",
     "ContextError",
     "Drop",
     "Event",
@@ -50,6 +52,7 @@ __all__ = [
     "Trigger",
     "WorkerInfo",
     "__version__",
+    "batch",
     "cloud_event",
     "dump_context",
     "errorhandler",

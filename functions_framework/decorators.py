@@ -1,7 +1,8 @@
-"""Decorators of Google's functions-framework: they mark how a function is called.
+"""Decorators that mark how a function is called.
 
-``@http``, ``@cloud_event``, ``@typed`` and ``@errorhandler`` behave as in Google's framework; the
-signature a marker names is turned into an adapter once, at load time (``signatures.py``).
+``@http``, ``@cloud_event``, ``@typed`` and ``@errorhandler`` behave as in Google's framework;
+``@batch`` is funcd's: ``handler(context, events)`` gets a whole Dapr bulk as one list. The signature a
+marker names is turned into an adapter once, at load time (``signatures.py``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,13 @@ def http(func: F) -> F:
 def cloud_event(func: F) -> F:
     """The function takes a ``cloudevents.http.CloudEvent``; its return value is ignored."""
     setattr(func, SIGNATURE_ATTR, "cloudevent")
+    return func
+
+
+def batch(func: F) -> F:
+    """The function takes ``(context, events)``: every event of a Dapr bulk delivery in one list (a
+    single delivery arrives as a list of one). It returns per-event outcomes (``batching.py``)."""
+    setattr(func, SIGNATURE_ATTR, "batch")
     return func
 
 

@@ -17,6 +17,8 @@ FunctionsFrameworkError
         ├── BadCloudEvent (ValueError) a malformed CloudEvent, or a missing required attribute (HTTP 400)
         └── EventDataError (ValueError) event.data does not decode as its content type says (HTTP 400)
 
+BatchResultError                       a batch handler returned outcomes of the wrong shape (its events get
+                                       the error ack)
 HandlerTimeout                         funcd's own per-call timeout ran out (HTTP 504, ack RETRY); a handler's
                                        own TimeoutError (from a socket, say) is an ordinary exception
 
@@ -107,6 +109,10 @@ class BadCloudEvent(RequestError, ValueError):
 
 class EventDataError(RequestError, ValueError):
     """The event's body does not decode as its content type says."""
+
+
+class BatchResultError(TypeError):
+    """A ``@batch`` handler returned something that does not give one outcome per event."""
 
 
 class HandlerTimeout(Exception):

@@ -8,7 +8,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -46,9 +46,13 @@ class Status(enum.Enum):
 
 
 class Outcome:
-    """How a call ended. ``reply`` is what the caller got: the HTTP status, or the Dapr ack."""
+    """How a call ended. ``reply`` is what the caller got: the HTTP status, or the Dapr ack.
 
-    __slots__ = ("duration", "error", "reply", "result", "status")
+    A batch call (``@batch``) has ``entries``: one Outcome per event, each with its own ack in
+    ``reply``; the batch's own ``reply`` is then the most severe of them (RETRY, DROP, SUCCESS).
+    """
+
+    __slots__ = ("duration", "entries", "error", "reply", "result", "status")
 
     def __init__(self, status: Status, result: Any = None, error: BaseException | None = None) -> None:
         self.status = status
@@ -56,6 +60,7 @@ class Outcome:
         self.error = error
         self.duration = 0.0
         self.reply: int | str | None = None
+        self.entries: list[Outcome] | None = None
 
     @classmethod
     def refused(cls, reply: int | str) -> Outcome:
@@ -76,13 +81,20 @@ class Outcome:
 
 
 class Invocation:
-    """One call in flight. Plugins keep per-call state in ``state`` and may add response headers."""
+    """One call in flight. Plugins keep per-call state in ``state`` and may add response headers.
 
-    __slots__ = ("context", "event", "execution_id", "response_headers", "started", "state")
+    ``events`` is every event of the call: one, or a whole bulk for a ``@batch`` handler (then
+    ``event`` is its first).
+    """
 
-    def __init__(self, context: RuntimeContext, event: Event, execution_id: str) -> None:
+    __slots__ = ("context", "event", "events", "execution_id", "response_headers", "started", "state")
+
+    def __init__(
+        self, context: RuntimeContext, event: Event, execution_id: str, events: Sequence[Event] = ()
+    ) -> None:
         self.context = context
         self.event = event
+        self.events: tuple[Event, ...] = tuple(events) or (event,)
         self.execution_id = execution_id
         self.state: dict[str, Any] = {}
         self.response_headers: dict[str, str] = {}
@@ -173,10 +185,17 @@ class Invoker:
         self._has_hooks = bool(self.hooks.pre or self.hooks.post)
 
     def invoke(
-        self, event: Event, execution_id: str, reply: Callable[[Invocation, Outcome], R]
+        self,
+        event: Event,
+        execution_id: str,
+        reply: Callable[[Invocation, Outcome], R],
+        batch: Sequence[Event] = (),
     ) -> tuple[Invocation, Outcome, R]:
-        """Run one call; ``reply`` turns the outcome into the transport's answer (before post hooks)."""
-        invocation = Invocation(self.context, event, execution_id)
+        """Run one call; ``reply`` turns the outcome into the transport's answer (before post hooks).
+
+        ``batch``: every event of a bulk, for a ``@batch`` handler (``event`` is then its first).
+        """
+        invocation = Invocation(self.context, event, execution_id, batch)
         token = current_invocation.set(invocation)
         try:
             if self._has_hooks:
@@ -193,8 +212,16 @@ class Invoker:
     def _call(self, invocation: Invocation) -> Outcome:
         adapter, ctx, event = self.adapter, self.context, invocation.event
 
-        def call() -> Any:
-            return adapter(ctx, event)
+        if adapter.takes_batch:
+            events = list(invocation.events)
+
+            def call() -> Any:
+                return adapter.call_batch(ctx, events)
+
+        else:
+
+            def call() -> Any:
+                return adapter(ctx, event)
 
         try:
             if self.is_async:

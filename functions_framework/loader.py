@@ -3,7 +3,7 @@
 How the signature is picked (the rules in docs/authoring.md), first match wins:
 
 1. ``--signature-type`` / ``FUNCTION_SIGNATURE_TYPE``;
-2. a decorator: ``@http``, ``@cloud_event``, ``@typed``;
+2. a decorator: ``@http``, ``@cloud_event``, ``@typed``, ``@batch``;
 3. the first parameter annotated ``UserContext`` → ``openfunction``;
 4. two parameters → ``funcd`` ``(context, event)``, or ``openfunction`` ``(context, data)`` when the
    second is named ``data``;
@@ -164,6 +164,7 @@ def _annotation_name(param: inspect.Parameter) -> str:
 
 _ARITY: dict[SignatureType, tuple[int, ...]] = {
     "funcd": (2,),
+    "batch": (2,),
     "http": (1,),
     "cloudevent": (1,),
     "typed": (1,),

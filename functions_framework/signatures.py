@@ -8,6 +8,7 @@ it can serve; ``check_triggers`` refuses at start-up a pair that makes no sense.
 signature      the function                           triggers                returns
 =============  =====================================  ======================  ===================
 funcd          ``handler(context, event)``            http, pubsub, binding   the reply / the ack
+batch          ``handler(context, events)``, @batch   pubsub, binding         outcomes per event
 http           ``f(request)`` (Flask), Google         http                    a Flask response
 cloudevent     ``f(cloud_event)``, Google             http, pubsub, binding   ignored ("OK")
 typed          ``f(obj) -> obj``, Google              http, pubsub, binding   JSON of the result
@@ -31,8 +32,16 @@ from .event import TRIGGER_KINDS, Event, TriggerKind
 if TYPE_CHECKING:
     from .runtime_context import RuntimeContext
 
-SignatureType = Literal["funcd", "http", "cloudevent", "typed", "event", "openfunction"]
-SIGNATURE_TYPES: tuple[SignatureType, ...] = ("funcd", "http", "cloudevent", "typed", "event", "openfunction")
+SignatureType = Literal["funcd", "batch", "http", "cloudevent", "typed", "event", "openfunction"]
+SIGNATURE_TYPES: tuple[SignatureType, ...] = (
+    "funcd",
+    "batch",
+    "http",
+    "cloudevent",
+    "typed",
+    "event",
+    "openfunction",
+)
 ALL_TRIGGERS: frozenset[TriggerKind] = frozenset(TRIGGER_KINDS)
 
 
@@ -49,6 +58,8 @@ class Adapter:
     triggers: ClassVar[frozenset[TriggerKind]] = ALL_TRIGGERS
     parameters: ClassVar[str]
     """How the function's parameters read, for messages: ``(context, event)``."""
+    takes_batch: ClassVar[bool] = False
+    """Whether the invoker calls ``call_batch(context, events)`` with a whole bulk instead."""
     wants_cloudevent: ClassVar[bool] = True
     """Whether an HTTP request carrying a CloudEvent is parsed as one before the call."""
 
@@ -59,6 +70,9 @@ class Adapter:
         """True when the function is ``async def``: the invoker runs the call on its event loop."""
 
     def __call__(self, context: RuntimeContext, event: Event) -> Any:
+        raise NotImplementedError
+
+    def call_batch(self, context: RuntimeContext, events: list[Event]) -> Any:
         raise NotImplementedError
 
     def in_flask(self, event: Event, call: Callable[[], Any]) -> Any:
@@ -89,6 +103,21 @@ class FuncdAdapter(Adapter):
 
     def __call__(self, context: RuntimeContext, event: Event) -> Any:
         return self.func(context, event)
+
+
+class BatchAdapter(Adapter):
+    """``@batch``: ``handler(context, events)``, a whole bulk in one call (``batching.py``)."""
+
+    signature = "batch"
+    triggers = frozenset({"pubsub", "binding"})
+    parameters = "(context, events)"
+    takes_batch = True
+
+    def __call__(self, context: RuntimeContext, event: Event) -> Any:
+        return self.func(context, [event])
+
+    def call_batch(self, context: RuntimeContext, events: list[Event]) -> Any:
+        return self.func(context, events)
 
 
 class HttpAdapter(Adapter):
@@ -303,6 +332,7 @@ ADAPTERS: dict[SignatureType, type[Adapter]] = {
     a.signature: a
     for a in (
         FuncdAdapter,
+        BatchAdapter,
         HttpAdapter,
         CloudEventAdapter,
         TypedAdapter,

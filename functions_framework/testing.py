@@ -217,18 +217,65 @@ def load(
 
 
 class _Capture:
-    """A post hook that keeps the last call's outcome for the Result."""
+    """A post hook that keeps the calls' outcomes for the Result."""
 
     name = "testing"
 
     def __init__(self) -> None:
         self.outcome: Outcome | None = None
+        self.outcomes: list[Outcome] = []
 
     def pre_hook(self, invocation: Invocation) -> None:
         pass
 
     def post_hook(self, invocation: Invocation, outcome: Outcome) -> None:
         self.outcome = outcome
+        self.outcomes.append(outcome)
+
+
+@dataclass
+class BulkResult:
+    """What one bulk delivery did."""
+
+    acks: list[Ack]
+    """One Dapr ack per event, in order (SUCCESS, RETRY or DROP)."""
+    outcomes: list[Outcome]
+    """The calls' outcomes: one for a ``@batch`` handler (per-event ones in its ``entries``), else
+    one per event that reached the handler (in completion order)."""
+    sent: list[tuple[str, Any, dict[str, str]]] = field(default_factory=list)
+    """(output, data, metadata) for every ``context.send``."""
+    context: RuntimeContext | None = None
+    """The handler's context."""
+
+
+def call_bulk(
+    function: str | Path | Callable[..., Any],
+    events: list[Event],
+    *,
+    context: FunctionContext | None = None,
+    target: str = "handler",
+    signature: str | None = None,
+    init: bool = True,
+    debug: bool = False,
+) -> BulkResult:
+    """Deliver ``events`` (pub/sub or binding events of one input) as one Dapr bulk, as the server
+    would: a ``@batch`` handler gets them in one call, any other handler one call each."""
+    if not events:
+        raise ValueError("call_bulk: expected at least one event, got none")
+    loaded, file_context = load(function, target, signature)
+    fctx = _with_input(context or file_context, events[0])
+    outputs = RecordingOutputs(fctx)
+    rctx = RuntimeContext(fctx, outputs)
+    if init and loaded.init_context is not None:
+        from .runtime.serve import run_init_context
+
+        run_init_context(loaded, rctx)
+    capture = _Capture()
+    invoker = Invoker(loaded.adapter, rctx, Hooks(post=(capture,), plugins=(capture,)))
+    router = Router(fctx, invoker, Settings(debug=debug, workers=1), Lifecycle())
+    comp = fctx.inputs[events[0].trigger.name]
+    acks = router.deliver_bulk(comp, events, f"on {comp.component_name}/{comp.topic}")
+    return BulkResult(acks, capture.outcomes, outputs.sent, rctx)
 
 
 def _environ(event: Event) -> dict[str, Any]:

@@ -235,7 +235,7 @@ def test_load_an_http_function_on_a_pubsub_input_is_refused(tmp_path):
     message = str(info.value)
     assert message.startswith("hello(request) has the 'http' signature (request), which cannot serve ")
     assert "the Dapr input 'msg' (pubsub topic 'orders' of 'pubsub')" in message
-    assert "signatures that can: funcd, cloudevent, typed, event, openfunction" in message
+    assert "signatures that can: funcd, batch, cloudevent, typed, event, openfunction" in message
 
 
 def test_load_an_http_function_on_a_binding_is_refused_too(tmp_path):

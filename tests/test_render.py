@@ -381,3 +381,21 @@ def test_no_app_channel_without_inputs() -> None:
     assert annotations["dapr.io/app-port"] == "50051"
     assert annotations["dapr.io/app-protocol"] == "grpc"
     assert annotations["dapr.io/app-health-check-path"] == "/readyz"
+
+
+def test_bulk_subscribe_settings_reach_the_functions_context() -> None:
+    from functions_framework.model.bulk import BulkSubscribe, bulk_subscribe
+
+    objects = render_all(load(CASES["sample-pubsub-bulk"]))
+    env = {e["name"]: e.get("value") for e in by_kind(objects, "Deployment")["spec"]["template"]["spec"]
+           ["containers"][0]["env"]}  # fmt: skip
+    ctx = parse_context(json.loads(env["FUNC_CONTEXT_V1BETA2"]))
+    assert bulk_subscribe(ctx.inputs["orders-pubsub"].metadata) == BulkSubscribe(100, 500)
+    data = yaml.safe_load(CASES["sample-pubsub-bulk"].read_text())
+    data["spec"]["serving"]["triggers"]["dapr"][0]["metadata"]["maxBulkSubCount"] = "many"
+    with pytest.raises(ContextError) as info:
+        parse_function(data)
+    assert info.value.problems == [
+        "spec.serving.triggers.dapr[0].metadata.maxBulkSubCount: expected a whole number 1-2147483647 "
+        '(as a string), got "many"'
+    ]

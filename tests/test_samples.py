@@ -95,3 +95,19 @@ def test_pubsub_sink_logs_what_arrives_and_acks(caplog):
         result = testing.call(SAMPLES / "pubsub-sink", event)
     assert result.ack == "SUCCESS"
     assert f"processed order e-1: {order}" in caplog.messages
+
+
+def test_pubsub_bulk_sample_takes_a_bulk_in_one_call_and_drops_what_is_not_an_order():
+    from functions_framework import testing
+    from functions_framework.event import Trigger
+
+    trigger = Trigger("pubsub", "orders-pubsub")
+    orders = [{"customer": "ada", "amount": 5}, "not an order", {"customer": "ada", "amount": 2}]
+    events = [
+        testing.make_event(order, trigger=trigger, topic="orders", id=f"e{n}")
+        for n, order in enumerate(orders)
+    ]
+    result = testing.call_bulk(SAMPLES / "pubsub-bulk", events)
+    assert result.acks == ["SUCCESS", "DROP", "SUCCESS"]
+    assert len(result.outcomes) == 1  # one call for the bulk
+    assert result.context is not None and result.context.state("totals").get("ada") == 7

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from ..errors import ContextError
+from .bulk import check_bulk
 from .context import (
     APP_PROTOCOLS,
     DEFAULT_DAPR_PORT,
@@ -107,6 +108,7 @@ def _parse_v1beta1(r: Reader, data: Mapping[str, Any]) -> FunctionContext:
     inputs: dict[str, Component] = {}
     for name, item in r.mapping(d.get("inputs"), "inputs").items():
         inputs[str(name)] = _v1beta1_component(r, str(name), item, join("inputs", name), output=False)
+        check_bulk(r, inputs[str(name)], join("inputs", name))
     outputs: dict[str, Component] = {}
     for name, item in r.mapping(d.get("outputs"), "outputs").items():
         outputs[str(name)] = _v1beta1_component(r, str(name), item, join("outputs", name), output=True)
@@ -169,6 +171,7 @@ def _parse_v1beta2(r: Reader, data: Mapping[str, Any]) -> FunctionContext:
         ctype = resolve_type(r, t.name, t.type, p, {}, KINDS)
         comp = Component(t.input_name or t.name, t.name, ctype, t.topic, "", t.metadata, t.dead_letter_topic)
         check_topic(r, comp, p)
+        check_bulk(r, comp, p)
         add_unique(r, inputs, comp, join(p, "inputName" if t.input_name else "name"), "inputName")
     listed = {
         str(name): _v1beta2_component(r, str(name), item, join("inputs", name), INPUT_KINDS)
@@ -191,6 +194,7 @@ def _parse_v1beta2(r: Reader, data: Mapping[str, Any]) -> FunctionContext:
             states.setdefault(name, StateStore(name, comp.component_name, comp.component_type))
             continue
         check_topic(r, comp, join("inputs", name))
+        check_bulk(r, comp, join("inputs", name))
         add_unique(r, inputs, comp, join("inputs", name), "a different name")
     outputs = {
         str(name): _v1beta2_component(r, str(name), item, join("outputs", name), KINDS)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .bulk import check_bulk
 from .context import (
     APP_PROTOCOLS,
     DEFAULT_HTTP_PORT,
@@ -285,6 +286,7 @@ def _build_context(r: Reader, fn: Function) -> FunctionContext:
             dead_letter_topic=t.dead_letter_topic,
         )
         check_topic(r, comp, p)
+        check_bulk(r, comp, p)
         add_unique(r, inputs, comp, join(p, "inputName" if t.input_name else "name"), "inputName")
     for i, item in enumerate(serving.triggers.inputs):
         if item.dapr is None:

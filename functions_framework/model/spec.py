@@ -137,7 +137,8 @@ class DaprTrigger:
     dead_letter_topic: str = ""
     """``deadLetterTopic`` (funcd): where Dapr sends a message that is dropped or exhausts its retries."""
     metadata: Mapping[str, str] = field(default_factory=dict)
-    """``metadata`` (funcd): subscription metadata, e.g. ``rawPayload``."""
+    """``metadata`` (funcd): subscription metadata, e.g. ``rawPayload``; bulk subscribe keys
+    (``model/bulk.py``) on a pub/sub input."""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from dapr.proto import appcallback_service_v1, appcallback_v1
 
 from ..event import Event
 from ..model import Component
+from ..model.bulk import BULK_KEYS, bulk_subscribe
 from ..replies import Ack
 from .delivery import Router, binding_event, pubsub_event
 from .fanout import FanOut, RelayServer
@@ -31,6 +32,13 @@ _STATUS: dict[Ack, Any] = {
     "DROP": appcallback_v1.TopicEventResponse.DROP,
 }
 _RESPONSES = {ack: appcallback_v1.TopicEventResponse(status=status) for ack, status in _STATUS.items()}
+
+BULK_METADATA_OPTIONS = (("grpc.max_metadata_size", 1 << 20), ("grpc.absolute_max_metadata_size", 1 << 20))
+"""gRPC server options the AppCallback server needs for bulks (to be added by ``start_appcallback``):
+daprd adds a ``traceparent`` and a ``grpc-trace-bin`` header per traced entry of a bulk (dapr/dapr
+v1.15.4 and v1.18.3, ``diag.SpanContextToGRPCMetadata`` in the bulk publisher), about 170 bytes each,
+so a bulk of 50 traced entries exceeds gRPC's default 8 KiB and is refused (RESOURCE_EXHAUSTED,
+retried by daprd for ever). 1 MiB is room for about 6000 entries."""
 
 
 def _extensions(struct: Any) -> dict[str, Any]:
@@ -65,11 +73,21 @@ class AppCallback(
         self.router = router
         subs = []
         for comp in router.topics.values():
+            metadata = {k: v for k, v in comp.metadata.items() if k not in BULK_KEYS}
             sub = appcallback_v1.TopicSubscription(
-                pubsub_name=comp.component_name, topic=comp.topic, metadata=dict(comp.metadata)
+                pubsub_name=comp.component_name, topic=comp.topic, metadata=metadata
             )
             if comp.dead_letter_topic:
                 sub.dead_letter_topic = comp.dead_letter_topic
+            bulk = bulk_subscribe(comp.metadata)
+            if bulk is not None:
+                sub.bulk_subscribe.CopyFrom(
+                    appcallback_v1.BulkSubscribeConfig(
+                        enabled=True,
+                        max_messages_count=bulk.max_messages,
+                        max_await_duration_ms=bulk.max_await_ms,
+                    )
+                )
             subs.append(sub)
         self._subscriptions = appcallback_v1.ListTopicSubscriptionsResponse(subscriptions=subs)
         self._bindings = appcallback_v1.ListInputBindingsResponse(bindings=list(router.bindings))
@@ -96,34 +114,36 @@ class AppCallback(
 
     def OnBulkTopicEvent(self, request: Any, context: Any) -> Any:
         comp = self.router.topic_input(request.pubsub_name, request.topic)
-        statuses = []
-        for entry in request.entries:
-            ack: Ack = "DROP" if comp is None else self._bulk_entry(comp, request, entry, context)
-            statuses.append(
-                appcallback_v1.TopicEventBulkResponseEntry(entry_id=entry.entry_id, status=_STATUS[ack])
-            )
+        if comp is None:
+            log.warning("no input subscribes to %s/%s; ack DROP", request.pubsub_name, request.topic)
+            acks: list[Ack] = ["DROP"] * len(request.entries)
+        else:
+            events = [self._bulk_entry(comp, request, entry) for entry in request.entries]
+            acks = self.router.deliver_bulk(comp, events, f"on {request.pubsub_name}/{request.topic}")
+        statuses = [
+            appcallback_v1.TopicEventBulkResponseEntry(entry_id=entry.entry_id, status=_STATUS[ack])
+            for entry, ack in zip(request.entries, acks, strict=True)
+        ]
         return appcallback_v1.TopicEventBulkResponse(statuses=statuses)
 
     OnBulkTopicEventAlpha1 = OnBulkTopicEvent
 
-    def _bulk_entry(self, comp: Component, request: Any, entry: Any, context: Any) -> Ack:
+    def _bulk_entry(self, comp: Component, request: Any, entry: Any) -> Event:
         if entry.HasField("cloud_event"):
-            event = _cloudevent(comp, entry.cloud_event, request, dict(entry.metadata))
-        else:
-            event = pubsub_event(
-                comp,
-                id=entry.entry_id,
-                source="",
-                type="",
-                specversion="",
-                content_type=entry.content_type,
-                body=entry.bytes,
-                topic=request.topic,
-                pubsub_name=request.pubsub_name,
-                extensions={},
-                headers=dict(entry.metadata),
-            )
-        return self.router.deliver(event, lambda: f"bulk entry {entry.entry_id!r} on {request.topic}")
+            return _cloudevent(comp, entry.cloud_event, request, dict(entry.metadata))
+        return pubsub_event(
+            comp,
+            id=entry.entry_id,
+            source="",
+            type="",
+            specversion="",
+            content_type=entry.content_type,
+            body=entry.bytes,
+            topic=request.topic,
+            pubsub_name=request.pubsub_name,
+            extensions={},
+            headers=dict(entry.metadata),
+        )
 
     def OnBindingEvent(self, request: Any, context: Any) -> Any:
         comp = self.router.bindings.get(request.name)

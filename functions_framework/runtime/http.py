@@ -274,10 +274,8 @@ class HttpApp:
     def _dapr(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         routes = self.dapr_routes
         assert routes is not None
-        # The envelope may carry the payload in base64 (4/3 larger); the router checks the decoded size.
-        limit = self.settings.max_body * 4 // 3 + 64 * 1024
         try:
-            body = read_body(environ, limit)
+            body = read_body(environ, routes.body_limit(environ))
         except BodyTooLarge as exc:
             return self._send(start_response, routes.too_large(environ, exc))
         return self._send(start_response, routes.handle(environ, body, environ_headers(environ)))

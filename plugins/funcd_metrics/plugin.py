@@ -113,7 +113,11 @@ class MetricsPlugin:
         if invocation.state.pop(self.name, False):  # False when no pre_hook ran (post hooks only)
             tally.finished += 1
         trigger = invocation.event.trigger
-        tally.record(trigger.kind, trigger.name, outcome.duration, outcome.reply)
+        if outcome.entries is None:
+            tally.record(trigger.kind, trigger.name, outcome.duration, outcome.reply)
+            return
+        for entry in outcome.entries:  # a @batch call: one observation per event, with the batch's time
+            tally.record(trigger.kind, trigger.name, entry.duration, entry.reply)
 
     def flush(self) -> None:
         """Add this worker's counts since the last flush to the prometheus_client metrics."""

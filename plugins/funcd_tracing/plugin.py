@@ -248,6 +248,10 @@ class TracingPlugin:
             attrs: dict[str, str | int] = {"funcd.outcome": outcome.status.value}
             if outcome.reply is not None:
                 attrs["funcd.reply"] = outcome.reply
+            if outcome.entries is not None:  # a @batch call: one span, its parent the first event's
+                attrs["messaging.batch.message_count"] = len(outcome.entries)
+                for reply in ("SUCCESS", "RETRY", "DROP"):
+                    attrs[f"funcd.batch.{reply.lower()}"] = sum(e.reply == reply for e in outcome.entries)
             server_error = False
             if isinstance(outcome.reply, int) and invocation.event.trigger.kind == "http":
                 attrs["http.response.status_code"] = outcome.reply
