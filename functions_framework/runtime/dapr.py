@@ -34,7 +34,7 @@ _STATUS: dict[Ack, Any] = {
 _RESPONSES = {ack: appcallback_v1.TopicEventResponse(status=status) for ack, status in _STATUS.items()}
 
 BULK_METADATA_OPTIONS = (("grpc.max_metadata_size", 1 << 20), ("grpc.absolute_max_metadata_size", 1 << 20))
-"""gRPC server options the AppCallback server needs for bulks (to be added by ``start_appcallback``):
+"""gRPC server options the AppCallback server needs for bulks (``start_appcallback`` adds them):
 daprd adds a ``traceparent`` and a ``grpc-trace-bin`` header per traced entry of a bulk (dapr/dapr
 v1.15.4 and v1.18.3, ``diag.SpanContextToGRPCMetadata`` in the bulk publisher), about 170 bytes each,
 so a bulk of 50 traced entries exceeds gRPC's default 8 KiB and is refused (RESOURCE_EXHAUSTED,
@@ -229,6 +229,7 @@ def start_appcallback(
             ("grpc.so_reuseport", 1),
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
+            *BULK_METADATA_OPTIONS,
         ],
     )
     servicer = AppCallback(router) if relay is None else FannedOut(router, FanOut(relay, threads))

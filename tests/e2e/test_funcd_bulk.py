@@ -338,11 +338,6 @@ def test_pubsub_bulk_sample_embedded(embedded: Embedded, funcd_group: FuncdFacto
     embedded.stop(server)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="start_appcallback must add runtime.dapr.BULK_METADATA_OPTIONS to its server options "
-    "(owned by the worker fan-out change); remove this mark when it does",
-)
 def test_grpc_bulks_of_200_traced_entries_are_accepted(
     tmp_path: Path,
     redis_server: RedisServer,
