@@ -46,7 +46,7 @@ def test_find_daprd_search_order_and_error(tmp_path):
         d.mkdir()
     with pytest.raises(FunctionsFrameworkError, match=r"dapr init --slim.*make testbin"):
         find_daprd(str(bin_dir), home, cache)
-    cached = cache / "daprd-1.15.4" / "daprd"
+    cached = cache / "daprd-1.18.2" / "daprd"
     cached.parent.mkdir()
     cached.write_text("#!/bin/sh\n")
     cached.chmod(cached.stat().st_mode | stat.S_IXUSR)
