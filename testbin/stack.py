@@ -137,7 +137,7 @@ RECIPES: dict[str, GoRecipe | AptRecipe] = {
                 "Slim build: only in-memory/redis pub/sub and state, cron and localstorage bindings, "
                 "loopback name resolution (no mDNS); 143 modules linked. 1.18.2 is the newest release "
                 "that builds from the module proxy here: v1.18.3 requires github.com/dapr/durabletask-go "
-                "v0.12.4, which the proxy refuses (403 \"This module version is not available\")."
+                'v0.12.4, which the proxy refuses (403 "This module version is not available").'
             ),
         ),
         GoRecipe(

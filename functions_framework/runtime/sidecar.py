@@ -111,7 +111,7 @@ def tracing_configuration(context: FunctionContext) -> dict[str, object] | None:
     """A Dapr Configuration that sends daprd's spans where the function sends its own, or ``None``
     when the function does not trace with OpenTelemetry to an OTLP endpoint.
 
-    Keys as Dapr 1.15 reads them (``pkg/config/configuration.go``, ``TracingSpec`` and ``OtelSpec``).
+    Keys as Dapr 1.15 and 1.18 read them (``pkg/config/configuration.go``, ``TracingSpec`` and ``OtelSpec``).
     daprd samples every trace (``samplingRate: "1"``); its exporter is secure only for ``https://``
     endpoints, and takes ``host:port`` (a scheme and path are removed)."""
     tracing = context.tracing
