@@ -91,7 +91,7 @@ def _hook_names(text: str) -> tuple[str, ...]:
 def _render_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("cluster-wide settings of every Function")
     g.add_argument(
-        "--daprd-image", help="daprd image of dapr.mode: container (default ghcr.io/dapr/daprd:1.15.4)"
+        "--daprd-image", help="daprd image of dapr.mode: container (default ghcr.io/dapr/daprd:1.18.2)"
     )
     g.add_argument("--pre-hooks", type=_hook_names, default=(), help="plugins run before every call")
     g.add_argument("--post-hooks", type=_hook_names, default=(), help="plugins run after every call")

@@ -11,7 +11,7 @@ bookworm root filesystem made by mmdebstrap (essential packages, python3, ca-cer
 man pages or locales; apt lists removed) in one layer, funcd's wheel (the runtime, the duration,
 tracing and metrics plugins, the controller) and its pinned dependencies (images/requirements.txt,
 wheels from PyPI installed with ``pip --target``) in a second, packed with umoci. The daprd image
-(``funcd-daprd:1.15.4``): the pinned slim daprd at ``/daprd``, nothing else. Both run as 65532:65532.
+(``funcd-daprd:1.18.2``): the pinned slim daprd at ``/daprd``, nothing else. Both run as 65532:65532.
 Names and in-image paths: funcd_controller/image/names.py.
 
 Archives are cached in ``<testbin cache>/images/`` under a key that hashes their inputs (the Debian

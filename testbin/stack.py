@@ -128,15 +128,16 @@ RECIPES: dict[str, GoRecipe | AptRecipe] = {
     for r in (
         GoRecipe(
             name="daprd",
-            version="1.15.4",
+            version="1.18.2",
             module="daprd",
             binaries={"daprd": "."},
-            ldflags=("github.com/dapr/dapr/pkg/buildinfo.version=1.15.4",),
-            data={"crds": ("github.com/dapr/dapr@v1.15.4", "charts/dapr/crds")},
+            ldflags=("github.com/dapr/dapr/pkg/buildinfo.version=1.18.2",),
+            data={"crds": ("github.com/dapr/dapr@v1.18.2", "charts/dapr/crds")},
             why=(
                 "Slim build: only in-memory/redis pub/sub and state, cron and localstorage bindings, "
-                "loopback name resolution (no mDNS); 132 modules linked. 1.15.4 is the newest patch "
-                "of the 1.15 line that the module proxy serves here (1.15.0, 1.15.4, 1.16.0 are listed)."
+                "loopback name resolution (no mDNS); 143 modules linked. 1.18.2 is the newest release "
+                "that builds from the module proxy here: v1.18.3 requires github.com/dapr/durabletask-go "
+                'v0.12.4, which the proxy refuses (403 "This module version is not available").'
             ),
         ),
         GoRecipe(

@@ -73,7 +73,7 @@ def test_the_daprd_image_is_the_operators_choice() -> None:
         pod = next(o for o in objects if o["kind"] == "Deployment")["spec"]["template"]["spec"]
         return str(next(c for c in pod["containers"] if c["name"] == "daprd")["image"])
 
-    assert daprd(default) == "ghcr.io/dapr/daprd:1.15.4"
+    assert daprd(default) == "ghcr.io/dapr/daprd:1.18.2"
     assert daprd(chosen) == "local/daprd:1"
 
 

@@ -246,7 +246,7 @@ def test_trace_carrier_from_grpc_metadata_and_envelope(appcallback):
 
 
 def _grpc_trace_bin(trace_id: str, span_id: str, flags: int) -> bytes:
-    """daprd's binary trace context (``diagUtils.BinaryFromSpanContext`` in Dapr 1.15)."""
+    """daprd's binary trace context (``diagUtils.BinaryFromSpanContext`` in Dapr 1.15 and 1.18)."""
     return b"\x00\x00" + bytes.fromhex(trace_id) + b"\x01" + bytes.fromhex(span_id) + b"\x02" + bytes([flags])
 
 

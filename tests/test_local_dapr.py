@@ -4,6 +4,7 @@ running daprds and their clean-up, funcd publish errors."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -14,7 +15,12 @@ import pytest
 
 from functions_framework.errors import FunctionsFrameworkError
 from functions_framework.model import parse_context
-from functions_framework.runtime.sidecar import default_components, find_daprd, tracing_configuration
+from functions_framework.runtime.sidecar import (
+    default_components,
+    find_daprd,
+    start_local_daprd,
+    tracing_configuration,
+)
 from functions_framework.runtime.sidecar_record import SidecarRecord, live_records, process_started
 from tests.support import run_cli, write_function
 
@@ -46,7 +52,7 @@ def test_find_daprd_search_order_and_error(tmp_path):
         d.mkdir()
     with pytest.raises(FunctionsFrameworkError, match=r"dapr init --slim.*make testbin"):
         find_daprd(str(bin_dir), home, cache)
-    cached = cache / "daprd-1.15.4" / "daprd"
+    cached = cache / "daprd-1.18.2" / "daprd"
     cached.parent.mkdir()
     cached.write_text("#!/bin/sh\n")
     cached.chmod(cached.stat().st_mode | stat.S_IXUSR)
@@ -243,3 +249,23 @@ def test_headers_are_passed_on():
 def test_no_configuration_without_an_otlp_collector(tracing):
     ctx = parse_context({**CONTEXT, **({"tracing": tracing} if tracing is not None else {})})
     assert tracing_configuration(ctx) is None
+
+
+@pytest.mark.parametrize(("protocol", "limit"), [("grpc", None), ("http", "1")])
+def test_a_local_daprd_calls_an_http_app_one_at_a_time(tmp_path, protocol, limit):
+    """daprd's HTTP app channel can ack an event the app never got when it calls the app
+    concurrently (docs/architecture.md): a local daprd over HTTP runs with --app-max-concurrency 1."""
+    args_file = tmp_path / "args"
+    fake = tmp_path / "daprd"
+    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {args_file}.tmp && mv {args_file}.tmp {args_file}\n')
+    fake.chmod(0o755)
+    folder = tmp_path / "fn"
+    folder.mkdir()
+    (tmp_path / "run").mkdir()
+    sidecar = start_local_daprd(fake, parse_context(CONTEXT), folder, 8080, protocol, tmp_path / "run")
+    assert sidecar.proc.wait(10) == 0
+    shutil.rmtree(sidecar.work_dir)
+    args = args_file.read_text().splitlines()
+    assert args[args.index("--app-protocol") + 1] == protocol
+    found = args[args.index("--app-max-concurrency") + 1] if "--app-max-concurrency" in args else None
+    assert found == limit

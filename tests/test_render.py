@@ -278,6 +278,28 @@ def test_container_mode_renders_daprd_and_its_secret() -> None:
     assert "--enable-app-health-check" in args
     env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
     assert env["DAPR_GRPC_PORT"] == "50001"
+    assert "--app-max-concurrency" not in args  # gRPC: no limit
+
+
+def test_an_http_app_channel_is_called_one_at_a_time(tmp_path: Path) -> None:
+    """daprd's HTTP app channel can ack an event the app never got when it calls concurrently
+    (docs/architecture.md): every daprd rendered for the HTTP app protocol gets max concurrency 1."""
+    data = yaml.safe_load(CASES["container-mode"].read_text())
+    data["spec"]["serving"].setdefault("annotations", {})["dapr.io/app-protocol"] = "http"
+    path = tmp_path / "container-http.yaml"
+    path.write_text(yaml.safe_dump(data))
+    pod = by_kind(render_all(load(path)), "Deployment")["spec"]["template"]
+    args = next(c for c in pod["spec"]["containers"] if c["name"] == "daprd")["args"]
+    assert args[args.index("--app-protocol") + 1] == "http"
+    assert args[args.index("--app-max-concurrency") + 1] == "1"
+    annotated = render_all(load(CASES["user-override"]))
+    annotations = by_kind(annotated, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["dapr.io/app-max-concurrency"] == "1"
+    grpc = render_all(load(CASES["sample-pubsub-consumer"]))
+    assert (
+        "dapr.io/app-max-concurrency"
+        not in by_kind(grpc, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    )
 
 
 def test_tracing_names_the_configuration() -> None:

@@ -1,12 +1,12 @@
 """Draining without failing deliveries: stop daprd's deliveries through its app health check, serve
 what still arrives, then stop.
 
-Why not answer RETRY while draining: with a dead-letter topic and no resiliency policy, Dapr 1.15
-sends an event whose delivery failed (RETRY, an error, or an app that is gone) to the dead-letter
-topic at once; with no dead-letter topic, the error goes back to the pub/sub component (Redis
-streams then redeliver after ``processingTimeout``). Read in dapr/dapr v1.15.4
-``pkg/runtime/subscription/subscription.go``: the resiliency runner runs the delivery once when
-no policy targets the component, and any error left is dead-lettered.
+Why not answer RETRY while draining: with a dead-letter topic and no resiliency policy, Dapr sends
+an event whose delivery failed (RETRY, an error, or an app that is gone) to the dead-letter topic at
+once; with no dead-letter topic, the error goes back to the pub/sub component, and Redis streams
+acknowledge it (Dapr 1.17 and later; 1.15 redelivered it after ``processingTimeout``). Read in
+dapr/dapr v1.15.4 and v1.18.2 ``pkg/runtime/subscription/subscription.go``: the resiliency runner
+runs the delivery once when no policy targets the component, and any error left is dead-lettered.
 
 What stops deliveries instead: daprd's app health check (``--enable-app-health-check``). daprd
 probes the app every ``--app-health-probe-interval`` (5 s by default); once
@@ -16,7 +16,7 @@ bindings, and starts them again at the first probe that succeeds (``pkg/apphealt
 ``HealthCheck``; over HTTP it is a GET of ``--app-health-check-path`` (``/healthz`` by default),
 which must be funcd's ready path (``/readyz``) since the liveness path stays 200 while draining.
 Messages the pub/sub component had already fetched are still delivered after the stop (Redis:
-its queue of ``queueDepth`` messages): over gRPC they reach the app; over HTTP daprd 1.15 refuses
+its queue of ``queueDepth`` messages): over gRPC they reach the app; over HTTP daprd (1.15, 1.18) refuses
 them itself while the app is unhealthy ("app is not in a healthy state"), which is a failed
 delivery like any other.
 

@@ -1,11 +1,14 @@
 """Dapr resiliency policies and dead-letter topics: what funcd warns about, and the retry policy it
 writes for a local daprd.
 
-In Dapr 1.15 a subscription with a dead-letter topic and no resiliency policy for its pub/sub
-component sends an event to the dead-letter topic the first time its delivery fails: the handler
-answered RETRY, raised, or the app could not be reached. Only an inbound retry policy on the
-component (a ``Resiliency`` resource, ``spec.targets.components.<name>.inbound.retry``) makes daprd
-retry first (dapr/dapr v1.15.4 ``pkg/runtime/subscription/subscription.go``).
+In Dapr (1.15, and still 1.18) a subscription with a dead-letter topic and no resiliency
+policy for its pub/sub component sends an event to the dead-letter topic the first time its
+delivery fails: the handler answered RETRY, raised, or the app could not be reached. Only an
+inbound retry policy on the component (a ``Resiliency`` resource,
+``spec.targets.components.<name>.inbound.retry``) makes daprd retry first (dapr/dapr v1.15.4 and
+v1.18.2 ``pkg/runtime/subscription/subscription.go``). Without a dead-letter topic, Redis streams
+(Dapr 1.17 and later) acknowledge a message whose delivery failed once the retries are over: the
+policy is then all that stands between a failure and a lost event.
 """
 
 from __future__ import annotations

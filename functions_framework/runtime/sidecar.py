@@ -111,7 +111,7 @@ def tracing_configuration(context: FunctionContext) -> dict[str, object] | None:
     """A Dapr Configuration that sends daprd's spans where the function sends its own, or ``None``
     when the function does not trace with OpenTelemetry to an OTLP endpoint.
 
-    Keys as Dapr 1.15 reads them (``pkg/config/configuration.go``, ``TracingSpec`` and ``OtelSpec``).
+    Keys as Dapr 1.15 and 1.18 read them (``pkg/config/configuration.go``, ``TracingSpec`` and ``OtelSpec``).
     daprd samples every trace (``samplingRate: "1"``); its exporter is secure only for ``https://``
     endpoints, and takes ``host:port`` (a scheme and path are removed)."""
     tracing = context.tracing
@@ -197,6 +197,10 @@ APP_HEALTH_PROBE_INTERVAL = 1
 """Seconds between a local daprd's app health probes (Dapr's default: 5)."""
 APP_HEALTH_THRESHOLD = 2
 """Failed probes in a row after which a local daprd pauses deliveries (Dapr's default: 3)."""
+HTTP_APP_MAX_CONCURRENCY = 1
+"""``--app-max-concurrency`` of a daprd that calls the app over HTTP: daprd 1.15-1.18 can acknowledge
+a message the app never got when it calls the app concurrently ("What the Dapr app protocols mean for
+worker processes" in docs/architecture.md); 1 is the setting that holds."""
 
 
 def start_local_daprd(
@@ -249,6 +253,8 @@ def start_local_daprd(
         "--enable-app-health-check", "--app-health-probe-interval", str(APP_HEALTH_PROBE_INTERVAL),
         "--app-health-threshold", str(APP_HEALTH_THRESHOLD), "--app-health-check-path", ready_path,
     ]  # fmt: skip
+    if app_protocol == "http":
+        argv += ["--app-max-concurrency", str(HTTP_APP_MAX_CONCURRENCY)]
     for path in resources:
         argv += ["--resources-path", str(path)]
     config = tracing_configuration(context)

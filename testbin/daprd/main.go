@@ -36,6 +36,7 @@ import (
 	"github.com/dapr/kit/concurrency"
 	"github.com/dapr/kit/logger"
 	"github.com/dapr/kit/signals"
+	"go.opencensus.io/stats/view"
 
 	"github.com/dapr/components-contrib/bindings/cron"
 	"github.com/dapr/components-contrib/bindings/localstorage"
@@ -102,6 +103,34 @@ func main() {
 		setLogger()
 	}
 
+	// As upstream: SIGHUP (hot reload) stops the runtime and starts it again with the same flags;
+	// SIGTERM/SIGINT end the process.
+	ctx := signals.Context()
+	reloads := signals.OnHUP(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("Daprd shutdown gracefully")
+			return
+		case runCtx, ok := <-reloads:
+			if !ok {
+				log.Info("Daprd shutdown gracefully")
+				return
+			}
+			if err := runOnce(runCtx, opts); err != nil {
+				log.Fatalf("Fatal error from runtime: %s", err)
+			}
+			if runCtx.Err() == nil {
+				// The runtime stopped by itself (the shutdown API), not on a signal: exit.
+				log.Info("Daprd shutdown gracefully")
+				return
+			}
+		}
+	}
+}
+
+// runOnce starts the security provider and the runtime and returns when both have stopped.
+func runOnce(ctx context.Context, opts *options.Options) error {
 	reg := registry.NewOptions().
 		WithSecretStores(secretstoresLoader.DefaultRegistry).
 		WithStateStores(stateLoader.DefaultRegistry).
@@ -114,7 +143,6 @@ func main() {
 		WithHTTPMiddlewares(httpMiddlewareLoader.DefaultRegistry).
 		WithConversations(conversationLoader.DefaultRegistry)
 
-	ctx := signals.Context()
 	health := healthz.New()
 	secProvider, err := security.New(ctx, security.Options{
 		SentryAddress:           opts.SentryAddress,
@@ -125,9 +153,10 @@ func main() {
 		MTLSEnabled:             opts.EnableMTLS,
 		Mode:                    modes.DaprMode(opts.Mode),
 		Healthz:                 health,
+		JwtAudiences:            opts.SentryRequestJwtAudiences,
 	})
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 
 	runRuntime := func(ctx context.Context) error {
@@ -141,10 +170,7 @@ func main() {
 		}
 		return rt.Run(ctx)
 	}
-	if err = concurrency.NewRunnerManager(secProvider.Run, runRuntime).Run(ctx); err != nil {
-		log.Fatalf("Fatal error from runtime: %s", err)
-	}
-	log.Info("Daprd shutdown gracefully")
+	return concurrency.NewRunnerManager(secProvider.Run, runRuntime).Run(ctx)
 }
 
 // runtimeConfig maps the parsed command line onto the runtime's configuration.
@@ -152,8 +178,11 @@ func runtimeConfig(opts *options.Options, reg *registry.Options, sec security.Ha
 	return &runtime.Config{
 		AppID:                         opts.AppID,
 		ActorsService:                 opts.ActorsService,
+		ActorsDisseminationTimeout:    opts.ActorsDisseminationTimeout,
+		HotReloadReconcileInterval:    opts.HotReloadReconcileInterval,
 		RemindersService:              opts.RemindersService,
 		SchedulerAddress:              opts.SchedulerAddress,
+		SchedulerStreams:              opts.SchedulerJobStreams,
 		AllowedOrigins:                opts.AllowedOrigins,
 		ResourcesPath:                 opts.ResourcesPath,
 		ControlPlaneAddress:           opts.ControlPlaneAddress,
@@ -186,6 +215,7 @@ func runtimeConfig(opts *options.Options, reg *registry.Options, sec security.Ha
 		AppChannelAddress:             opts.AppChannelAddress,
 		EnableAPILogging:              opts.EnableAPILogging,
 		Config:                        opts.Config,
+		DisableInitEndpoints:          opts.DisableInitEndpoints,
 		Metrics: metrics.Options{
 			Enabled:       opts.Metrics.Enabled(),
 			Log:           log,
@@ -193,6 +223,7 @@ func runtimeConfig(opts *options.Options, reg *registry.Options, sec security.Ha
 			Namespace:     metrics.DefaultMetricNamespace,
 			Healthz:       health,
 			ListenAddress: opts.Metrics.ListenAddress(),
+			Meter:         view.NewMeter(),
 		},
 		AppSSL:         opts.AppSSL,
 		ComponentsPath: opts.ComponentsPath,

@@ -25,7 +25,7 @@ from tests.e2e.stack_procs import StackError, wait_until
 from tests.e2e.stack_redis import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
-DAPRD_IMAGE = "funcd.local/daprd:1.15.4"
+DAPRD_IMAGE = "funcd.local/daprd:1.18.2"
 """The name the e2e node stores the slim daprd image under; the controller fixture renders it."""
 COOLDOWN = 5
 """KEDA's cooldownPeriod for pubsub-consumer in the e2e tests (seconds), with a 1 s polling interval."""

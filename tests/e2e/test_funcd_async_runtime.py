@@ -5,28 +5,33 @@ What the handler sees is recorded in a file (one JSON line per delivery, appende
 that the record survives ``kill -9``. What lands on topics is read straight from the Redis streams,
 and state straight from the Redis hash daprd writes. Every wait polls a condition with a deadline.
 
-Dapr 1.15 facts these tests rely on (read in dapr/dapr v1.15.4 ``pkg/runtime/subscription`` and
-components-contrib v1.15 ``pubsub/redis``, and checked here end to end):
+Dapr facts these tests rely on (read in dapr/dapr v1.18.2 ``pkg/runtime/subscription``,
+``pkg/channel/http`` and components-contrib v1.18.3 ``pubsub/redis``, and checked here end to end):
 
-* RETRY (or a handler error) is retried in daprd by the pub/sub component's inbound resiliency
-  retry policy; there is no built-in retry. When the retries run out, the message goes to the
-  subscription's dead-letter topic if it has one; without one, the error goes back to the Redis
-  component, which leaves the message pending and redelivers it once it has been idle for
-  ``processingTimeout`` (checked every ``redeliverInterval``).
+* RETRY (or a handler error, or an app that cannot be reached) is retried in daprd by the pub/sub
+  component's inbound resiliency retry policy; there is no built-in retry. When the retries run out,
+  the message goes to the subscription's dead-letter topic if it has one; without one, the error
+  goes back to the Redis component, which since Dapr 1.17 *acknowledges* it (components-contrib
+  ``processMessage``: it acks whatever the handler returns, unless the message's
+  ``processingTimeout`` ran out first). Redis redelivers a pending message only when daprd never
+  answered (it crashed, or the delivery outlasted ``processingTimeout``). So at-least-once across an
+  app crash needs an inbound retry policy that outlasts the crash (``maxRetries: -1`` here); in
+  Dapr 1.15 the component left a failed message pending and redelivered it.
 * ``redeliverInterval`` must be given in milliseconds ("500"): its settings field is tagged
   ``mapstructure:"-"``, so a duration string ("500ms") is ignored and the 15 s default applies.
   ``processingTimeout`` takes both forms; we use milliseconds for both.
-* DROP is not retried, and in 1.15 a dropped message *is* sent to the dead-letter topic when the
+* DROP is not retried, and a dropped message *is* sent to the dead-letter topic when the
   subscription has one.
-* daprd 1.15.4's HTTP app channel races when it calls the app concurrently: ``invokeMethodV1``
-  calls the shared app middleware pipeline with a per-request root handler, and
+* daprd's HTTP app channel races when it calls the app concurrently (1.15.4 and still 1.18.2):
+  ``invokeMethodV1`` calls the shared app middleware pipeline with a per-call root handler, and
   ``pkg/middleware/http/pipeline.go`` stores that root in the pipeline (``p.root = root;
-  p.buildChain()``), so one delivery can run another's request closure. The first then reads its
-  untouched recorder (200, empty body, no error), logs "skipping status check due to empty response
-  body" and acknowledges a message the app never got. Seen here as lost events with
-  ``--app-protocol http`` under load; later Dapr wraps the root per call. Every HTTP-protocol daprd
-  here runs with ``--app-max-concurrency 1``: the channel semaphore is taken before the pipeline
-  call, which closes the race.
+  p.buildChain()``), so one call can run another's closure. A call that fails (the app is gone)
+  then records its error in the other call's variable and reads its own untouched recorder (200,
+  empty body, no error): daprd logs "skipping status check due to empty response body" (debug) and
+  acknowledges a message the app never got. Every HTTP-protocol daprd here runs with
+  ``--app-max-concurrency 1``: the channel semaphore is taken before the pipeline call, which
+  closes the race. ``test_http_app_channel_with_concurrent_calls_acks_only_handled_events`` proves
+  that setting; without it (7 events lost of 3000) or with 2 (2 lost) the same test loses events.
 """
 
 from __future__ import annotations
@@ -54,6 +59,8 @@ from tests.e2e.stack_redis import RedisServer
 from tests.support import FUNCD, receiving_worker, write_function
 
 HOST = "127.0.0.1"
+HTTP_APP_MAX_CONCURRENCY = 1
+"""daprd's ``--app-max-concurrency`` for the HTTP app protocol here (see the module docstring)."""
 
 FUNCTION = '''
 import json
@@ -399,9 +406,9 @@ class Stack:
         # the app is reachable and its subscriptions are active.
         self.funcd_group = funcd_group
         self.app_port = free_port()
-        serial = ["--app-max-concurrency", "1"] if protocol == "http" else []  # see the module docstring
+        limit = ["--app-max-concurrency", str(HTTP_APP_MAX_CONCURRENCY)] if protocol == "http" else []
         self.sidecar = daprd(
-            self.app_port, resources=resources, app_protocol=protocol, wait="outbound", extra_args=serial
+            self.app_port, resources=resources, app_protocol=protocol, wait="outbound", extra_args=limit
         )
         port_args = ["--dapr-port", str(self.app_port)] if protocol == "grpc" else []
         self.args = [
@@ -503,11 +510,12 @@ def test_delivery_outputs_state_retry_and_dead_letter(
 
     # RETRY twice, then the third delivery succeeds: daprd's inbound resiliency policy retries ...
     publish(sidecar, "pubsub", orders, {"key": "r1", "action": "retry-twice"})
-    # ... and without one, Redis streams redeliver the pending message after processingTimeout.
+    # ... and without one, the Redis streams component acknowledges it after the one failed delivery
+    # (since Dapr 1.17): RETRY without an inbound retry policy and a dead-letter topic loses the event.
     publish(sidecar, "plain", f"retries-{tok}", {"key": "r2", "action": "retry-twice"})
     # A poison message is retried (maxRetries 3) and then lands on the dead-letter topic.
     publish(sidecar, "pubsub", orders, {"key": "p1", "action": "poison"})
-    # A dropped message is not retried; Dapr 1.15 sends it to the dead-letter topic too.
+    # A dropped message is not retried; Dapr sends it to the dead-letter topic too.
     publish(sidecar, "pubsub", orders, {"key": "d1", "action": "drop"})
 
     def dead_keys() -> set[str]:
@@ -515,15 +523,15 @@ def test_delivery_outputs_state_retry_and_dead_letter(
 
     poll(lambda: {"p1", "d1"} <= dead_keys(), "p1 and d1 on the dead-letter topic", server=server)
     poll(
-        lambda: record.attempts("r1") == 3 and record.attempts("r2") == 3,
-        "r1 and r2 to be delivered 3 times",
+        lambda: record.attempts("r1") == 3 and record.attempts("r2") == 1,
+        "r1 to be delivered 3 times and r2 once",
         server=server,
     )
     poll(lambda: pending(redis_server, orders, f"c-{tok}") == 0, "every order to be acknowledged")
     poll(lambda: pending(redis_server, f"retries-{tok}", f"p-{tok}") == 0, "r2 to be acknowledged")
     assert record.attempts("p1") == 4  # the first delivery and 3 retries
     assert record.attempts("d1") == 1
-    assert record.attempts("r1") == 3 and record.attempts("r2") == 3
+    assert record.attempts("r1") == 3 and record.attempts("r2") == 1
     assert dead_keys() == {"p1", "d1"}
     [p1] = [e for e in stream(redis_server, dead) if e["data"]["key"] == "p1"]
     assert p1["topic"] == orders and p1["data"] == {"key": "p1", "action": "poison"}
@@ -677,7 +685,8 @@ def test_every_event_is_handled_at_least_once_across_kill_9(
 ) -> None:
     """kill -9 of funcd's process group (a container crash), or of one of its 2 workers mid-event:
     over gRPC the one the deliveries are relayed to, so that its calls fail in the worker holding
-    daprd's connection. Every worker handles deliveries before the kill, on both protocols."""
+    daprd's connection (both workers handle deliveries before the kill); over HTTP the one daprd
+    calls (with --app-max-concurrency 1 it calls one at a time, on one connection)."""
     tok = uuid.uuid4().hex[:8]
     folder = write_function(
         tmp_path / "fn", FUNCTION, context_yaml(tok, dead_letter=False, plain=False, stores=False)
@@ -685,8 +694,11 @@ def test_every_event_is_handled_at_least_once_across_kill_9(
     record = Record(tmp_path / "record.jsonl")
     # A fixed consumer group; pending messages are redelivered after 2 s. daprd keeps running across
     # the crash, as the sidecar does when only the app container restarts.
+    # The inbound retry policy without limit keeps calls that fail while the app is down in daprd until
+    # it is back: the Redis component acknowledges whatever the delivery returns (Dapr 1.17 and later).
     resources = [
-        redis_pubsub("pubsub", redis_server, f"c-{tok}", processingTimeout="2000", redeliverInterval="500")
+        redis_pubsub("pubsub", redis_server, f"c-{tok}", processingTimeout="2000", redeliverInterval="500"),
+        resiliency("pubsub", -1),
     ]
     stack = Stack(
         daprd,
@@ -707,7 +719,8 @@ def test_every_event_is_handled_at_least_once_across_kill_9(
         bulk_publish(stack.sidecar, "pubsub", topic, events[i : i + 250])
     poll(lambda: len(record.entries()) >= LOAD // 8, f"{LOAD // 8} events handled", server=stack.server)
     workers = {e["pid"] for e in record.entries()}
-    assert len(workers) == 2, f"deliveries reached {len(workers)} of the 2 workers"
+    if protocol == "grpc":  # over HTTP daprd calls the app one at a time: one worker takes them
+        assert len(workers) == 2, f"deliveries reached {len(workers)} of the 2 workers"
     if victim == "group":
         stack.server.kill()  # SIGKILL to funcd's process group: the supervisor and both workers
     else:
@@ -737,6 +750,74 @@ def test_every_event_is_handled_at_least_once_across_kill_9(
     assert set(before) | set(after) == set(record.keys())
     duplicates = len(entries) - LOAD  # handled before the crash, not acknowledged, redelivered
     print(f"handled before the crash: {len(before)}; after: {sum(after.values())}; duplicates: {duplicates}")
+
+
+# The HTTP app channel race (module docstring), checked on the pinned daprd: 3000 events, the Redis
+# component's concurrency at 50, funcd with 2 workers, a kill -9 halfway through the second half, and an
+# inbound retry policy without limit, so that a call that fails is retried and never acknowledged.
+# Every event acknowledged and not handled is then a failed call that daprd took for a success.
+# Measured on daprd 1.18.2: no --app-max-concurrency lost 7 events, --app-max-concurrency 2 lost 2,
+# --app-max-concurrency 1 lost none. 1 is the setting that holds; this test keeps proving it.
+RACE_LOAD = 3000
+
+
+def test_http_app_channel_with_concurrent_calls_acks_only_handled_events(
+    tmp_path: Path, redis_server: RedisServer, daprd: DaprdFactory, funcd_group: FuncdFactory
+) -> None:
+    tok = uuid.uuid4().hex[:8]
+    folder = write_function(
+        tmp_path / "fn", FUNCTION, context_yaml(tok, dead_letter=False, plain=False, stores=False)
+    )
+    record = Record(tmp_path / "record.jsonl")
+    resources = [
+        redis_pubsub(
+            "pubsub",
+            redis_server,
+            f"c-{tok}",
+            processingTimeout="2000",
+            redeliverInterval="500",
+            concurrency="50",
+        ),
+        resiliency("pubsub", -1),  # a failed call is retried until the app answers: never acknowledged
+    ]
+    stack = Stack(
+        daprd,
+        funcd_group,
+        folder,
+        resources,
+        "http",
+        {"FUNCD_E2E_RECORD": str(record.path)},
+        "--workers",
+        "2",
+    )
+    events = [{"key": f"e{i}", "action": "count", "seq": i} for i in range(RACE_LOAD)]
+    topic, group = f"orders-{tok}", f"c-{tok}"
+
+    def settled(total: int, what: str) -> None:
+        try:
+            poll(lambda: len(record.keys()) >= total, what, timeout=120, server=stack.server)
+            poll(
+                lambda: pending(redis_server, topic, group) == 0, "every event to be acknowledged", timeout=60
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{lost_events(redis_server, topic, group, record, total)}") from None
+
+    # 1. Load: up to 50 calls at a time.
+    half = RACE_LOAD // 2
+    for i in range(0, half, 250):
+        bulk_publish(stack.sidecar, "pubsub", topic, events[i : i + 250])
+    settled(half, f"the first {half} events handled")
+    # 2. A crash under load: daprd keeps calling the app while it is down; those calls fail.
+    for i in range(half, RACE_LOAD, 250):
+        bulk_publish(stack.sidecar, "pubsub", topic, events[i : i + 250])
+    poll(lambda: len(record.keys()) >= half + half // 8, "the second half under way", server=stack.server)
+    stack.server.kill()
+    stack.restart(FUNCD_E2E_INSTANCE="2")
+    settled(RACE_LOAD, f"all {RACE_LOAD} events handled")
+    assert set(record.keys()) == {f"e{i}" for i in range(RACE_LOAD)}
+    workers = {e["pid"] for e in record.entries() if e["instance"] == "1"}
+    # One connection at a time: daprd's client reuses one, so one worker of the two gets every call.
+    print(f"the first funcd's events were handled by pid(s) {sorted(workers)}")
 
 
 def lost_events(redis: RedisServer, topic: str, group: str, record: Record, total: int) -> str:

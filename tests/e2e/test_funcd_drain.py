@@ -1,11 +1,11 @@
 """A rolling restart of funcd behind a real daprd and Redis dead-letters nothing.
 
-The subscription has a dead-letter topic and the default resiliency (none): Dapr 1.15 sends any
-failed delivery there at once. Events flow; funcd gets SIGTERM mid-stream; a new funcd starts on the
-same ports once the old one has gone. The draining funcd fails daprd's app health check (daprd runs
-with ``--enable-app-health-check``), so daprd pauses the subscription, and serves what still arrives;
-while no funcd runs, daprd delivers nothing; the new funcd's first healthy probe resumes the
-subscription. Every event is handled and the dead-letter topic stays empty.
+The subscription has a dead-letter topic and the default resiliency (none): Dapr (1.15, and 1.18.2
+here) sends any failed delivery there at once. Events flow; funcd gets SIGTERM mid-stream; a new
+funcd starts on the same ports once the old one has gone. The draining funcd fails daprd's app
+health check (daprd runs with ``--enable-app-health-check``), so daprd pauses the subscription, and
+serves what still arrives; while no funcd runs, daprd delivers nothing; the new funcd's first
+healthy probe resumes the subscription. Every event is handled and the dead-letter topic stays empty.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ class Setup:
             "--app-health-threshold",
             "2",
         ]
-        if self.protocol == "http":  # see tests/e2e/test_async_runtime.py on --app-max-concurrency
+        if self.protocol == "http":  # see tests/e2e/test_funcd_async_runtime.py on --app-max-concurrency
             health += ["--app-health-check-path", "/readyz", "--app-max-concurrency", "1"]
         return self.daprd(
             app_port,

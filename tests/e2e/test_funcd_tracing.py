@@ -5,12 +5,13 @@ tracing on (OTLP/gRPC to a Jaeger started for the test alone), each with the loc
 for it, which gets a tracing Configuration to the same Jaeger (``runtime/sidecar.py``). The pub/sub
 and the state store are the session's Redis.
 
-What Dapr 1.15.4 does between the functions (see "Tracing across the Dapr hop" in
+What daprd 1.18.2 does between the functions (see "Tracing across the Dapr hop" in
 docs/architecture.md): the publishing daprd continues the trace from the ``traceparent`` gRPC metadata
 with its own CLIENT span and puts that span in the CloudEvent; the delivering daprd starts a CLIENT
-span ``pubsub/<topic>`` under it. Over the HTTP app channel that span is the ``traceparent`` header the
-function sees; over the gRPC app channel daprd 1.15 drops it, and the function continues from the
-CloudEvent's ``traceparent`` (the publish span), so its CONSUMER span is a sibling of ``pubsub/<topic>``.
+span ``pubsub/<topic>`` under it and hands that span to the function, as the ``traceparent`` header
+over the HTTP app channel and as ``traceparent``/``grpc-trace-bin`` metadata over the gRPC one (since
+Dapr 1.17; daprd 1.15 dropped it over gRPC). Either way the function's CONSUMER span is a child of
+``pubsub/<topic>``.
 
 A second test points every exporter at a port nothing listens on: the requests and deliveries are not
 slowed or lost, and funcd stops within a bound. A third shows what daprd does with ``samplingRate: "0"``.
@@ -121,10 +122,8 @@ PUBLISH = "/dapr.proto.runtime.v1.Dapr/PublishEvent"
 
 def expected_spans(protocol: str, orders: str, processed: str) -> dict[str, tuple[str, str, str, str, str]]:
     """Each span of the trace by a short key: (service, scope, kind, name, key of its parent)."""
-    # Over the gRPC app channel, daprd 1.15 does not pass its delivery span to the app (see above).
-    parent, parent_2 = (
-        ("dapr publish", "dapr publish 2") if protocol == "grpc" else ("delivery", "delivery 2")
-    )
+    # Both app channels pass daprd's delivery span to the app (see above).
+    parent, parent_2 = "delivery", "delivery 2"
     return {
         "http": ("http-to-pubsub", FUNCD, "server", "POST /", "caller"),
         "publish": ("http-to-pubsub", FUNCD, "producer", f"{orders} publish", "http"),

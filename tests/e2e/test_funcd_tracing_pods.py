@@ -9,8 +9,8 @@ session Jaeger's OTLP/gRPC port, relayed into the pod network. One HTTP request 
 spans of both functions (the Python SDK's processes, service ``<fn>``) and of both daprds (service
 ``<fn>-<namespace>``), every span's parent in the trace (the root's is the request's), and the chain
 http-to-pubsub's call -> its publish -> its daprd's PublishEvent -> pubsub-consumer's call (and, beside
-it, the consumer's daprd's ``pubsub/<topic>`` delivery span: daprd 1.15 gives a gRPC app the
-CloudEvent's traceparent, not its own delivery span) -> the consumer's daprd's state and publish calls.
+through the consumer's daprd's ``pubsub/<topic>`` delivery span, which daprd 1.18 hands to a gRPC app as
+``traceparent`` metadata) -> the consumer's daprd's state and publish calls.
 """
 
 from __future__ import annotations
@@ -169,9 +169,9 @@ def test_an_http_function_and_a_consumer_in_real_pods_give_one_trace_in_jaeger(
         assert roots and all(s.python and s.service == "http-to-pubsub" for s in roots), listing
 
         # The chain through the broker: http-to-pubsub's publish -> its daprd's PublishEvent -> the
-        # consumer's delivery. daprd 1.15 hands the delivery to the app with the CloudEvent's
-        # traceparent (its publisher's span) and not its own ``pubsub/<topic>`` span over gRPC, so the
-        # consumer daprd's delivery span and the handler's span are siblings under that PublishEvent.
+        # consumer daprd's ``pubsub/<topic>`` delivery span -> the handler's span: daprd (1.17 and later)
+        # hands its delivery span to a gRPC app as metadata (1.15 gave it the CloudEvent's traceparent,
+        # which made the two spans siblings under that PublishEvent).
         def hops(span: Span) -> list[str]:
             """Who reported the span's ancestors, nearest first, repeats collapsed."""
             out: list[str] = []
@@ -186,17 +186,19 @@ def test_an_http_function_and_a_consumer_in_real_pods_give_one_trace_in_jaeger(
         handled = [s for s in spans if s.python and s.service == "pubsub-consumer"]
         for span in handled:  # the handler's span, and its own children
             outside = [h for h in hops(span) if h != "fn:consumer"]
-            assert outside == ["daprd:publisher", "fn:publisher"], f"{span}\n{listing}"
+            assert outside == ["daprd:consumer", "daprd:publisher", "fn:publisher"], f"{span}\n{listing}"
         [publish] = [
             s for s in spans if not s.python and s.service == producer_app and "PublishEvent" in s.operation
         ]
         assert by_id[publish.parent_id].python and "http-to-pubsub" in by_id[publish.parent_id].service
         delivered = [s for s in spans if s.service == consumer_app and s.operation == f"pubsub/orders-{tok}"]
         assert [s.parent_id for s in delivered] == [publish.span_id], listing
+        [process] = [s for s in handled if s.operation == f"orders-{tok} process"]
+        assert process.parent_id == delivered[0].span_id, listing
         # The consumer's own calls to its daprd (state, the next publish) are children of its spans.
         calls = [s for s in spans if s.service == consumer_app and s.operation.startswith("/dapr.proto")]
         assert calls and all(
-            hops(s)[:3] == ["fn:consumer", "daprd:publisher", "fn:publisher"] for s in calls
+            hops(s)[:4] == ["fn:consumer", "daprd:consumer", "daprd:publisher", "fn:publisher"] for s in calls
         ), listing
     except BaseException:
         print(describe(kubectl, ns, "http-to-pubsub"))

@@ -12,6 +12,7 @@ import pytest
 import requests
 from dapr.ext.grpc import App, SubscriptionMessage
 
+from tests.e2e.conftest import _stack
 from tests.e2e.stack_dapr import component
 from tests.e2e.stack_procs import free_port, port_open, wait_until
 from tests.e2e.stack_redis import RedisServer
@@ -80,7 +81,7 @@ def test_sidecar_reports_components_and_listens_on_loopback_only(daprd: Any) -> 
     metadata = requests.get(f"{sidecar.http_url}/v1.0/metadata", timeout=10).json()
     assert metadata["id"] == sidecar.app_id
     assert {"name": "statestore", "type": "state.in-memory"}.items() <= metadata["components"][0].items()
-    assert metadata["runtimeVersion"] == "1.15.4"
+    assert metadata["runtimeVersion"] == _stack.version("daprd")
 
     state = [{"key": "k", "value": {"v": 1}}]
     assert (

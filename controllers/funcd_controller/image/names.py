@@ -12,7 +12,7 @@ RUNTIME_REPOSITORY = "funcd"
 """The runtime image (also the controller's image: ``funcd controller``)."""
 DAPRD_REPOSITORY = "funcd-daprd"
 """The slim daprd image; the binary is ``/daprd``."""
-DAPRD_VERSION = "1.15.4"
+DAPRD_VERSION = "1.18.2"
 """The daprd release the image holds: the pinned testbin recipe's version."""
 
 RUNTIME_REFS = (f"{RUNTIME_REPOSITORY}:{__version__}", f"{RUNTIME_REPOSITORY}:latest")

@@ -38,6 +38,9 @@ HEALTH_PROBE_INTERVAL = "3"
 """Seconds between daprd's app health probes."""
 HEALTH_THRESHOLD = "2"
 """Failed probes in a row before daprd stops deliveries to a draining pod."""
+HTTP_APP_MAX_CONCURRENCY = "1"
+"""daprd's app max concurrency when it calls the function over HTTP: daprd 1.15-1.18 can acknowledge a
+message the app never got when it calls concurrently (docs/architecture.md); 1 holds."""
 INBOUND_RETRY = {"policy": "exponential", "maxInterval": "15s", "maxRetries": 10}
 """The inbound retry of a pub/sub whose subscription has a dead-letter topic."""
 COMPONENTS_PATH = "/components"
@@ -101,6 +104,8 @@ def dapr_annotations(fn: Function, ctx: FunctionContext) -> dict[str, str]:
             "dapr.io/app-health-probe-interval": HEALTH_PROBE_INTERVAL,
             "dapr.io/app-health-threshold": HEALTH_THRESHOLD,
         })  # fmt: skip
+        if ctx.app_protocol == "http":
+            out["dapr.io/app-max-concurrency"] = HTTP_APP_MAX_CONCURRENCY
     out["dapr.io/enable-metrics"] = "true"
     out["dapr.io/sidecar-seccomp-profile-type"] = "RuntimeDefault"
     if tracing_on(ctx):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from functions_framework.model import Function, FunctionContext
 
-DAPRD_IMAGE = "ghcr.io/dapr/daprd:1.15.4"
+DAPRD_IMAGE = "ghcr.io/dapr/daprd:1.18.2"
 """The daprd image of ``dapr.mode: container`` unless the operator names another; the same Dapr
 version the tests run."""
 

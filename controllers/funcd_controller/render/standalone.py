@@ -16,6 +16,7 @@ from .dapr import (
     DAPR_METRICS_PORT,
     HEALTH_PROBE_INTERVAL,
     HEALTH_THRESHOLD,
+    HTTP_APP_MAX_CONCURRENCY,
     READY_PATH,
     app_port,
     tracing_on,
@@ -86,6 +87,8 @@ def daprd_container(
             "--app-health-probe-interval", HEALTH_PROBE_INTERVAL,
             "--app-health-threshold", HEALTH_THRESHOLD,
         ]  # fmt: skip
+        if ctx.app_protocol == "http":
+            args += ["--app-max-concurrency", HTTP_APP_MAX_CONCURRENCY]
     if tracing_on(ctx):
         args += ["--config", f"{CONFIG_PATH}/config.yaml"]
     mounts = [
