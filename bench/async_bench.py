@@ -220,7 +220,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     logdir = common.make_logdir()
     machine = common.machine_info()
     log(f"machine: {CORES} cores, load average {machine['loadavg_start']}; logs in {logdir}")
-    ofn = async_peers.ensure_venv(OFN_VENV, OFN_REQUIREMENTS, "import functions_framework.runner")
+    ofn = common.ensure_venv(OFN_VENV, OFN_REQUIREMENTS, "import functions_framework.runner")
     go_bin, go_note = async_peers.ensure_go_peer()
     spin = async_peers.spin_iterations(args.async_spin_ms)
     spin_ms = round(1000 * async_peers.check_cost(spin), 3)

@@ -14,44 +14,16 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import common
 import dapr_bench
 from common import BENCH, CORES, ROOT, log
+from http_peers import OFN_REQUIREMENTS, OFN_VENV
 
 PEERS = BENCH / "peers"
 PY = ROOT / ".venv" / "bin" / "python"
-OFN_VENV = BENCH / ".venvs" / "ofn"
-# As installed, ofn-functions-framework 0.2.0rc1 pulls dapr-ext-grpc 1.18 beside dapr 1.11 and fails to
-# import; the matching dapr-ext-grpc makes it run.
-OFN_REQUIREMENTS = ["ofn-functions-framework==0.2.0rc1", "dapr-ext-grpc==1.11.0"]
 GO_SRC = PEERS / "dapr_go"
 GO_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "funcd-bench"
-
-
-def ensure_venv(venv: Path, requirements: list[str], check: str) -> dict[str, Any]:
-    """Create ``venv`` with ``requirements`` on first use; ``check`` is Python that must run in it.
-
-    Returns the installed versions of the requirements' distributions, or {"error": ...}.
-    """
-    py = venv / "bin" / "python"
-    if not py.exists():
-        log(f"creating {venv.relative_to(ROOT)} with {requirements}")
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-        subprocess.run(
-            [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", *requirements], check=True
-        )
-    names = [r.split("=")[0].split(">")[0].split("<")[0] for r in requirements]
-    code = (
-        f"{check}\nimport importlib.metadata as m, json\n"
-        f"print(json.dumps({{p: m.version(p) for p in {names!r}}}))"
-    )
-    proc = subprocess.run([str(py), "-c", code], capture_output=True, text=True, cwd=venv)
-    if proc.returncode != 0:
-        lines = [x for x in proc.stderr.strip().splitlines() if x.strip()]
-        return {"error": lines[-1] if lines else f"exit {proc.returncode}"}
-    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
 def ensure_go_peer() -> tuple[Path | None, str]:
@@ -257,4 +229,4 @@ def check_cost(n: int) -> float:
     return statistics.median(runs)
 
 
-__all__ = ["Peer", "common"]
+__all__ = ["OFN_REQUIREMENTS", "OFN_VENV", "Peer", "common"]
