@@ -199,7 +199,7 @@ def consume(ctx: dict[str, Any], peer: Peer, handler: str, rnd: int) -> dict[str
 
 def first_error(text: str) -> str:
     """The most telling line of a failed start: the last exception line of the subscriber's log."""
-    lines = [x.strip() for x in text.splitlines() if x.strip()]
+    lines = [x.strip() for x in text.replace(str(ROOT) + "/", "").splitlines() if x.strip()]
     for line in reversed(lines):
         if "Error" in line or "error" in line or "Exception" in line:
             return f"{lines[0][:120]} ... {line[:300]}"
