@@ -102,7 +102,7 @@ def consume(ctx: dict[str, Any], peer: Peer, handler: str, rnd: int) -> dict[str
         "BENCH_SPIN": str(ctx["spin"] if handler == "cpu" else 0),
         "BENCH_SPIN_MS": str(args.async_spin_ms if handler == "cpu" else 0),
     }
-    svc = dapr_bench.Service(peer, ctx["logdir"], env=env).start()
+    svc = async_peers.Service(peer, ctx["logdir"], env=env).start()
     sidecar = None
     try:
         try:

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,6 +102,38 @@ class Peer(dapr_bench.Spec):
         if self.kind == "go":
             return "~/.cache/funcd-bench/dapr-go-<hash>/dapr-go-bench PORT  (go build of bench/peers/dapr_go)"
         return super().command()
+
+
+class Service(dapr_bench.Service):
+    """dapr_bench's subscriber process; a bulk row is ready without a single-event call.
+
+    The readiness call of dapr_bench sends one plain OnTopicEvent (or one CloudEvent POST); a function
+    that takes bulk deliveries need not accept that, so for bulk rows readiness is: every worker is
+    up, /readyz answers 200 and (gRPC) every worker listens.
+    """
+
+    def wait_ready(self, timeout: float = 30.0, settle: float = 0.3) -> float:
+        spec = self.spec
+        if not (isinstance(spec, Peer) and spec.bulk):
+            return super().wait_ready(timeout, settle)
+        t0 = time.monotonic()
+        while True:
+            self._alive()
+            try:
+                ok = (
+                    len(common.process_tree(self.pid)) >= 1 + spec.workers
+                    and dapr_bench.http_get(self.http_port, "/readyz")[0] == 200
+                    and (spec.protocol == "http" or dapr_bench.listeners(self.grpc_port) >= spec.workers)
+                )
+            except OSError:
+                ok = False
+            if ok:
+                break
+            if time.monotonic() - t0 > timeout:
+                raise RuntimeError(f"{spec.key}: not ready within {timeout:g}s:\n{self.log_tail()}")
+            time.sleep(0.05)
+        time.sleep(settle)
+        return time.monotonic() - t0
 
 
 def bulk_refusal(svc: dapr_bench.Service) -> str:
@@ -200,8 +233,6 @@ def latencies_us(path: Path, skip: int) -> list[int]:
 
 def spin_iterations(ms: float) -> int:
     """Iterations of async_work.spin that take ``ms`` on this machine (best of 15 timed trials)."""
-    import time
-
     sys.path.insert(0, str(PEERS))
     from async_work import spin  # type: ignore[import-not-found]
 
@@ -217,7 +248,6 @@ def spin_iterations(ms: float) -> int:
 def check_cost(n: int) -> float:
     """Seconds that ``spin(n)`` takes now (median of 7), to report the calibration."""
     import statistics
-    import time
 
     from async_work import spin  # type: ignore[import-not-found]
 
