@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -35,6 +36,8 @@ def ensure_go_peer() -> tuple[Path | None, str]:
     out = GO_CACHE / f"dapr-go-{digest.hexdigest()[:12]}" / "dapr-go-bench"
     if out.exists():
         return out, ""
+    if not shutil.which("go"):
+        return None, "not measured: no Go toolchain (`go`) on PATH to build bench/peers/dapr_go"
     log(f"building the Go peer into {out}")
     env = dict(os.environ, CGO_ENABLED="0")
     proc = subprocess.run(
