@@ -471,6 +471,33 @@ def run_wrk(
     return res
 
 
+# ---------------------------------------------------------------- peer virtualenvs
+
+
+def ensure_venv(venv: Path, requirements: list[str], check: str) -> dict[str, Any]:
+    """Create ``venv`` with ``requirements`` on first use; ``check`` is Python that must run in it.
+
+    Returns the installed versions of the requirements' distributions, or {"error": ...}.
+    """
+    py = venv / "bin" / "python"
+    if not py.exists():
+        log(f"creating {venv.relative_to(ROOT)} with {requirements}")
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run(
+            [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", *requirements], check=True
+        )
+    names = [r.split("=")[0].split(">")[0].split("<")[0] for r in requirements]
+    code = (
+        f"{check}\nimport importlib.metadata as m, json\n"
+        f"print(json.dumps({{p: m.version(p) for p in {names!r}}}))"
+    )
+    proc = subprocess.run([str(py), "-c", code], capture_output=True, text=True, cwd=venv)
+    if proc.returncode != 0:
+        lines = [x for x in proc.stderr.strip().splitlines() if x.strip()]
+        return {"error": lines[-1] if lines else f"exit {proc.returncode}"}
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
 # ---------------------------------------------------------------- results
 
 

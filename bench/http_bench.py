@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import common
+import http_peers
 from common import BENCH, CORES, ROOT, Probe, ServerSpec, log
 
 NAME = "http"
@@ -285,6 +286,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f"load average {machine['loadavg_start']}; server logs in {logdir}"
     )
     gcf_versions = ensure_gcf_venv()
+    peer_venvs = http_peers.ensure()
+    for name, v in peer_venvs.items():
+        if "error" in v:
+            log(f"{name}: its virtualenv does not import, not measured: {v['error']}")
     hello = PEERS / "funcd_hello"
     default_threads = funcd_default_threads()
 
@@ -302,6 +307,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ),
         *[gcf_spec(int(w), t) for w, t in gcf_threads.items()],
         granian_flask_spec(default_threads),
+        *http_peers.specs(peer_venvs),
         funcd_spec(
             "funcd-access-log",
             "funcd with --access-log (one JSON line per request)",
@@ -388,6 +394,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "rss_ratio": ratio(f["load"]["memory"]["rss_mib"], g["load"]["memory"]["rss_mib"]),
         },
     ]
+    others = [k for k in ("knative", "ofn") if k in servers]
+    if others:
+        other_best = max(others, key=lambda k: servers[k]["load"]["rps"])
+        targets.append(
+            {
+                "target": "requests/s >= 5x the best of Knative's and OpenFunction's Python frameworks",
+                "metric": "rps",
+                "reference": other_best,
+                "ratio": ratio(f["load"]["rps"], servers[other_best]["load"]["rps"]),
+                "limit": ">= 5.0",
+            }
+        )
     access = servers["funcd-access-log"]
     costs = [
         {
@@ -414,7 +432,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "request": 'POST / {"name":"bench"}',
             "funcd_default_threads": default_threads,
         },
-        "versions": {"local_venv": local_versions(), "gcf_venv": gcf_versions},
+        "versions": {"local_venv": local_versions(), "gcf_venv": gcf_versions, **peer_venvs},
         "exploration": exploration,
         "servers": servers,
         "gcf_best": gcf_best,
@@ -445,7 +463,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"- Versions: funcd {r['versions']['local_venv'].get('funcd')}, granian "
         f"{r['versions']['local_venv'].get('granian')}, Flask {r['versions']['local_venv'].get('flask')}; "
         f"functions-framework {r['versions']['gcf_venv'].get('functions-framework')} with gunicorn "
-        f"{r['versions']['gcf_venv'].get('gunicorn')}.",
+        f"{r['versions']['gcf_venv'].get('gunicorn')}; Knative {r['versions'].get('knative', {})}; "
+        f"OpenFunction {r['versions'].get('ofn', {})}.",
         "",
     ]
     rows = []

@@ -25,6 +25,7 @@ BENCHMARKS = {
     "image": "image_bench",
     "pods": "pods_bench",
     "plugins": "plugins_bench",
+    "async": "async_bench",
 }
 # The benchmarks that load servers with wrk.
 NEEDS_WRK = {"http", "dapr", "plugins"}
