@@ -1,8 +1,8 @@
 """Bulk subscribe end to end: ``funcd run`` behind a real daprd with Redis streams, the input asking
 for Dapr's bulk subscribe in its metadata, over both app protocols.
 
-Each entry of a bulk gets its own status: RETRY is redelivered (by the Redis component, once the
-message has been pending ``processingTimeout``), DROP is not, SUCCESS is acknowledged. A ``@batch``
+Each entry of a bulk gets its own status: RETRY is retried (by daprd's inbound retry policy), DROP
+is not, SUCCESS is acknowledged. A ``@batch``
 handler gets the bulk as one list; a per-event handler gets the entries one call each. The kill -9
 and SIGTERM drain tests of ``test_funcd_async_runtime`` are repeated here with bulk and
 ``--workers 2``.
@@ -42,6 +42,7 @@ from tests.e2e.test_funcd_async_runtime import (
     pending,
     poll,
     redis_pubsub,
+    resiliency,
 )
 from tests.e2e.test_funcd_async_samples import Embedded, embedded  # noqa: F401 - the fixture
 from tests.support import SAMPLES, run_cli, write_function
@@ -143,11 +144,13 @@ def test_bulk_deliveries_ack_each_entry_retry_is_redelivered_and_drop_is_not(
     folder = write_function(tmp_path / "fn", BATCH_FUNCTION, context_yaml(tok))
     record = Record(tmp_path / "record.jsonl")
     topic, group = f"bulk-{tok}", f"c-{tok}"
-    # No resiliency policy and no dead-letter topic: a RETRY goes back to Redis, which redelivers it.
+    # An inbound retry policy retries the entries answered RETRY (since Dapr 1.17 the Redis component
+    # acknowledges a failed delivery, so without one a RETRY would be delivered once).
     resources = [
         redis_pubsub(
             "pubsub", redis_server, group, processingTimeout="1500", redeliverInterval="500", concurrency="20"
-        )
+        ),
+        resiliency("pubsub", -1),
     ]
     stack = Stack(
         daprd,
@@ -201,10 +204,13 @@ def test_every_bulk_event_is_handled_at_least_once_across_kill_9(
     folder = write_function(tmp_path / "fn", BATCH_FUNCTION, context_yaml(tok, count=40, wait_ms=100))
     record = Record(tmp_path / "record.jsonl")
     topic, group = f"bulk-{tok}", f"c-{tok}"
+    # The inbound retry policy without limit keeps the calls that fail while funcd is down in daprd
+    # until it is back (the Redis component acknowledges a failed delivery since Dapr 1.17).
     resources = [
         redis_pubsub(
             "pubsub", redis_server, group, processingTimeout="2000", redeliverInterval="500", concurrency="40"
-        )
+        ),
+        resiliency("pubsub", -1),
     ]
     stack = Stack(
         daprd,
