@@ -264,14 +264,7 @@ def call_bulk(
         raise ValueError("call_bulk: expected at least one event, got none")
     loaded, file_context = load(function, target, signature)
     fctx = _with_input(context or file_context, events[0])
-    outputs = RecordingOutputs(fctx)
-    rctx = RuntimeContext(fctx, outputs)
-    if init and loaded.init_context is not None:
-        from .runtime.serve import run_init_context
-
-        run_init_context(loaded, rctx)
-    capture = _Capture()
-    invoker = Invoker(loaded.adapter, rctx, Hooks(post=(capture,), plugins=(capture,)))
+    outputs, rctx, capture, invoker = _invoker(loaded, fctx, init)
     router = Router(fctx, invoker, Settings(debug=debug, workers=1), Lifecycle())
     comp = fctx.inputs[events[0].trigger.name]
     acks = router.deliver_bulk(comp, events, f"on {comp.component_name}/{comp.topic}")
@@ -316,14 +309,7 @@ def call(
     """
     loaded, file_context = load(function, target, signature)
     fctx = context or file_context
-    outputs = RecordingOutputs(fctx)
-    rctx = RuntimeContext(fctx, outputs)
-    if init and loaded.init_context is not None:
-        from .runtime.serve import run_init_context
-
-        run_init_context(loaded, rctx)
-    capture = _Capture()
-    invoker = Invoker(loaded.adapter, rctx, Hooks(post=(capture,), plugins=(capture,)))
+    outputs, rctx, capture, invoker = _invoker(loaded, fctx, init)
     settings = Settings(debug=debug, workers=1)
     ev = event or make_event(data, **event_args)
     if ev.trigger.kind == "http":
@@ -343,6 +329,22 @@ def call(
     answer = router.deliver(ev, lambda: f"event {ev.id!r}")
     outcome = capture.outcome or Outcome.refused(answer)
     return Result(outcome, 0, {}, b"", answer, outputs.sent, rctx)
+
+
+def _invoker(
+    loaded: LoadedFunction, fctx: FunctionContext, init: bool
+) -> tuple[RecordingOutputs, RuntimeContext, _Capture, Invoker]:
+    """Outputs that record, the handler's context (``init_context`` run when ``init``), and an
+    invoker whose outcomes are captured."""
+    outputs = RecordingOutputs(fctx)
+    rctx = RuntimeContext(fctx, outputs)
+    if init and loaded.init_context is not None:
+        from .runtime.serve import run_init_context
+
+        run_init_context(loaded, rctx)
+    capture = _Capture()
+    invoker = Invoker(loaded.adapter, rctx, Hooks(post=(capture,), plugins=(capture,)))
+    return outputs, rctx, capture, invoker
 
 
 def _with_input(ctx: FunctionContext, event: Event) -> FunctionContext:

@@ -178,36 +178,12 @@ class DaprHttpRoutes:
             except (binascii.Error, ValueError) as exc:
                 return f"malformed raw payload (expected base64): {exc}"
             content_type = str(entry.get("contentType") or "application/octet-stream")
-            return pubsub_event(
-                comp,
-                id=entry_id,
-                source="",
-                type="",
-                specversion="",
-                content_type=content_type,
-                body=body,
-                topic=comp.topic,
-                pubsub_name=comp.component_name,
-                extensions={},
-                headers=entry_headers,
-            )
+            return _raw_event(comp, entry_id, content_type, body, entry_headers)
         return f"expected a CloudEvent object or a base64 payload as event, got {type(event).__name__}"
 
     def _parse(self, comp: Any, content_type: str, body: bytes, headers: dict[str, str]) -> Event | str:
         if not content_type.startswith("application/cloudevents+json"):
-            return pubsub_event(
-                comp,
-                id=headers.get("ce-id", ""),
-                source="",
-                type="",
-                specversion="",
-                content_type=content_type,
-                body=body,
-                topic=comp.topic,
-                pubsub_name=comp.component_name,
-                extensions={},
-                headers=headers,
-            )
+            return _raw_event(comp, headers.get("ce-id", ""), content_type, body, headers)
         try:
             ce = json.loads(body)
         except ValueError as exc:
@@ -263,3 +239,20 @@ def _bulk_envelope(body: bytes) -> dict[str, Any] | None:
     ):
         return envelope
     return None
+
+
+def _raw_event(comp: Any, id: str, content_type: str, body: bytes, headers: dict[str, str]) -> Event:
+    """The Event of a payload that is not a CloudEvent (``rawPayload`` subscriptions)."""
+    return pubsub_event(
+        comp,
+        id=id,
+        source="",
+        type="",
+        specversion="",
+        content_type=content_type,
+        body=body,
+        topic=comp.topic,
+        pubsub_name=comp.component_name,
+        extensions={},
+        headers=headers,
+    )
