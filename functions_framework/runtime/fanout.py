@@ -51,7 +51,8 @@ RELAY_WORTH = 0.0002
 has a free slot: relaying one costs about 0.1 ms of CPU in each of the two workers."""
 _COST_WEIGHT = 0.05
 SWITCH_INTERVAL = 0.0005
-"""``sys.setswitchinterval`` in the worker that receives daprd's connection."""
+"""``sys.setswitchinterval`` in the worker that receives daprd's connection while deliveries are
+costly (the default comes back when they are cheap again)."""
 
 
 def _send(sock: socket.socket, payload: bytes) -> None:
@@ -198,6 +199,7 @@ class FanOut:
         self._local = 0
         self._scanned = -math.inf
         self._switch_set = False
+        self._default_switch = sys.getswitchinterval()
         self.cost = 0.0
         """Running mean of the CPU seconds a delivery takes in the worker that runs it."""
 
@@ -237,16 +239,18 @@ class FanOut:
                 best = min(self._peers.values(), key=lambda p: p.busy, default=None)
                 peer_free = best is not None and best.busy < self.capacity
                 local_free = self._local < self.capacity
-                if local_free and (self.cost < RELAY_WORTH or not peer_free):
+                costly = self.cost >= RELAY_WORTH
+                if costly != self._switch_set:
+                    # Costly handlers here hold the GIL for up to the switch interval (5 ms by
+                    # default) while relayed calls wait for it to pass deliveries on; cheap ones
+                    # keep the default, which costs less in switches.
+                    sys.setswitchinterval(SWITCH_INTERVAL if costly else self._default_switch)
+                    self._switch_set = costly
+                if local_free and (not costly or not peer_free):
                     self._local += 1
                     return None
                 if peer_free:
                     assert best is not None
-                    if not self._switch_set:
-                        # Handlers here hold the GIL for up to the switch interval (5 ms by
-                        # default) while relayed calls wait for it to pass deliveries on.
-                        sys.setswitchinterval(SWITCH_INTERVAL)
-                        self._switch_set = True
                     best.busy += 1
                     return best
                 if time.monotonic() - self._scanned >= _RESCAN_WHEN_FULL:
