@@ -29,6 +29,7 @@ __all__ = [
     "BulkSubscribe",
     "bulk_subscribe",
     "check_bulk",
+    "subscription_metadata",
 ]
 
 ENABLED_KEY = "bulkSubscribe"
@@ -70,6 +71,12 @@ def bulk_subscribe(metadata: Mapping[str, str]) -> BulkSubscribe | None:
     count = _whole(metadata.get(COUNT_KEY, "")) or DEFAULT_MAX_MESSAGES
     wait = _whole(metadata.get(AWAIT_KEY, "")) or DEFAULT_MAX_AWAIT_MS
     return BulkSubscribe(count, wait)
+
+
+def subscription_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
+    """The metadata passed on with an input's subscription: its own, without the bulk keys (they
+    become the subscription's bulk config)."""
+    return {k: v for k, v in metadata.items() if k not in BULK_KEYS}
 
 
 def check_bulk(r: Reader, comp: Component, path: str, inputs: bool = True) -> None:

@@ -19,10 +19,10 @@ from dapr.proto import appcallback_service_v1, appcallback_v1
 
 from ..event import Event
 from ..model import Component
-from ..model.bulk import BULK_KEYS, bulk_subscribe
+from ..model.bulk import bulk_subscribe, subscription_metadata
 from ..replies import Ack
-from .delivery import Router, binding_event, pubsub_event
-from .fanout import FanOut, RelayServer
+from .delivery import Router, binding_event, pubsub_event, raw_event
+from .fanout import MESSAGES, FanOut, RelayServer
 
 log = logging.getLogger("functions_framework.dapr")
 
@@ -73,9 +73,10 @@ class AppCallback(
         self.router = router
         subs = []
         for comp in router.topics.values():
-            metadata = {k: v for k, v in comp.metadata.items() if k not in BULK_KEYS}
             sub = appcallback_v1.TopicSubscription(
-                pubsub_name=comp.component_name, topic=comp.topic, metadata=metadata
+                pubsub_name=comp.component_name,
+                topic=comp.topic,
+                metadata=subscription_metadata(comp.metadata),
             )
             if comp.dead_letter_topic:
                 sub.dead_letter_topic = comp.dead_letter_topic
@@ -131,19 +132,7 @@ class AppCallback(
     def _bulk_entry(self, comp: Component, request: Any, entry: Any) -> Event:
         if entry.HasField("cloud_event"):
             return _cloudevent(comp, entry.cloud_event, request, dict(entry.metadata))
-        return pubsub_event(
-            comp,
-            id=entry.entry_id,
-            source="",
-            type="",
-            specversion="",
-            content_type=entry.content_type,
-            body=entry.bytes,
-            topic=request.topic,
-            pubsub_name=request.pubsub_name,
-            extensions={},
-            headers=dict(entry.metadata),
-        )
+        return raw_event(comp, entry.entry_id, entry.content_type, entry.bytes, dict(entry.metadata))
 
     def OnBindingEvent(self, request: Any, context: Any) -> Any:
         comp = self.router.bindings.get(request.name)
@@ -188,10 +177,7 @@ class FannedOut(AppCallback):
 
 def local_handlers(servicer: AppCallback) -> dict[str, Any]:
     """The delivery methods as this worker runs them itself (for deliveries relayed to it)."""
-    return {
-        name: partial(getattr(AppCallback, name), servicer)
-        for name in ("OnTopicEvent", "OnBulkTopicEvent", "OnBindingEvent")
-    }
+    return {name: partial(getattr(AppCallback, name), servicer) for name in MESSAGES}
 
 
 class TokenCheck(grpc.ServerInterceptor):  # type: ignore[misc]

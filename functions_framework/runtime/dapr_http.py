@@ -24,9 +24,9 @@ from typing import Any
 
 from ..errors import BodyTooLarge
 from ..event import Event
-from ..model.bulk import BULK_KEYS, bulk_subscribe
+from ..model.bulk import bulk_subscribe, subscription_metadata
 from ..replies import HttpReply, binding_http_status
-from .delivery import BulkEntry, Router, binding_event, pubsub_event
+from .delivery import BulkEntry, Router, binding_event, pubsub_event, raw_event
 
 TOPIC_PREFIX = "/dapr/topics/"
 BINDING_PREFIX = "/dapr/bindings/"
@@ -66,7 +66,7 @@ class DaprHttpRoutes:
             sub: dict[str, Any] = {"pubsubname": comp.component_name, "topic": comp.topic, "route": route}
             if comp.dead_letter_topic:
                 sub["deadLetterTopic"] = comp.dead_letter_topic
-            metadata = {k: v for k, v in comp.metadata.items() if k not in BULK_KEYS}
+            metadata = subscription_metadata(comp.metadata)
             if metadata:
                 sub["metadata"] = metadata
             bulk = bulk_subscribe(comp.metadata)
@@ -178,12 +178,12 @@ class DaprHttpRoutes:
             except (binascii.Error, ValueError) as exc:
                 return f"malformed raw payload (expected base64): {exc}"
             content_type = str(entry.get("contentType") or "application/octet-stream")
-            return _raw_event(comp, entry_id, content_type, body, entry_headers)
+            return raw_event(comp, entry_id, content_type, body, entry_headers)
         return f"expected a CloudEvent object or a base64 payload as event, got {type(event).__name__}"
 
     def _parse(self, comp: Any, content_type: str, body: bytes, headers: dict[str, str]) -> Event | str:
         if not content_type.startswith("application/cloudevents+json"):
-            return _raw_event(comp, headers.get("ce-id", ""), content_type, body, headers)
+            return raw_event(comp, headers.get("ce-id", ""), content_type, body, headers)
         try:
             ce = json.loads(body)
         except ValueError as exc:
@@ -239,20 +239,3 @@ def _bulk_envelope(body: bytes) -> dict[str, Any] | None:
     ):
         return envelope
     return None
-
-
-def _raw_event(comp: Any, id: str, content_type: str, body: bytes, headers: dict[str, str]) -> Event:
-    """The Event of a payload that is not a CloudEvent (``rawPayload`` subscriptions)."""
-    return pubsub_event(
-        comp,
-        id=id,
-        source="",
-        type="",
-        specversion="",
-        content_type=content_type,
-        body=body,
-        topic=comp.topic,
-        pubsub_name=comp.component_name,
-        extensions={},
-        headers=headers,
-    )

@@ -263,3 +263,20 @@ def binding_event(comp: Component, body: bytes, metadata: Mapping[str, str], hea
         trigger=Trigger("binding", comp.name),
         **kwargs,
     )
+
+
+def raw_event(comp: Component, id: str, content_type: str, body: bytes, headers: dict[str, str]) -> Event:
+    """The Event of a payload that is not a CloudEvent (``rawPayload`` subscriptions)."""
+    return pubsub_event(
+        comp,
+        id=id,
+        source="",
+        type="",
+        specversion="",
+        content_type=content_type,
+        body=body,
+        topic=comp.topic,
+        pubsub_name=comp.component_name,
+        extensions={},
+        headers=headers,
+    )

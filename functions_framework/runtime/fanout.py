@@ -4,7 +4,7 @@ daprd opens one gRPC connection to its app, and SO_REUSEPORT spreads connections
 worker process receives every delivery. With several workers, that worker hands deliveries on:
 
 - every worker listens on a Unix socket, ``<pid>.sock``, in a private directory the supervisor
-  makes (``serve.fans_out``), and runs what arrives there with its own handler (``RelayServer``);
+  makes (``serve.relay_directory``), and runs what arrives there with its own handler (``RelayServer``);
 - the receiving worker runs a delivery itself or sends it to the other worker with the fewest of
   its deliveries in flight, at most ``threads`` per worker (``FanOut.dispatch``): cheap deliveries
   (less CPU than relaying costs) stay here until this worker is full; costly ones go to the others

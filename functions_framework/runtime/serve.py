@@ -162,14 +162,14 @@ def serve(
     try:
         if settings.server == "wsgiref":
             return _serve_wsgiref(function, context, settings, lifecycle, on_ready)
-        relay = fans_out(context, settings)
+        relay = relay_directory(context, settings)
         return _serve_granian(function, context, settings, lifecycle, supervisor, relay)
     finally:
         for sock in reservations:
             sock.close()
 
 
-def fans_out(context: FunctionContext, settings: Settings) -> Path | None:
+def relay_directory(context: FunctionContext, settings: Settings) -> Path | None:
     """A private directory for the workers' relay sockets when several workers share gRPC
     deliveries (``runtime/fanout.py``), else None. No gRPC here: the supervisor forks."""
     if context.inputs and settings.app_protocol == "grpc" and settings.workers > 1:
